@@ -1,0 +1,204 @@
+//! The TOML configuration: one file, every setting optional, secrets never
+//! inside it (they come from environment variables or files).
+//!
+//! Unknown settings are errors, and every error names the file, the line and
+//! the setting, so a typo cannot silently switch something off.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::format::Field;
+use crate::keys::KeyName;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Zone in which days are cut: `UTC`, `local`, an IANA name or an offset.
+    pub timezone: Option<String>,
+    /// Where keywatch keeps its state (the key-id secret, later the store).
+    pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub format: FormatConfig,
+    #[serde(default)]
+    pub keys: KeysConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatConfig {
+    /// A preset name or an nginx `log_format` directive.
+    pub log_format: Option<String>,
+    /// Lines longer than this many bytes are counted and skipped.
+    pub max_line_length: Option<usize>,
+    /// For JSON logs: field → JSON path (`key = "request.headers.X-Api-Key"`).
+    #[serde(default)]
+    pub json_fields: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Log variables that hold a key or key id (replaces the default list).
+    pub fields: Option<Vec<String>>,
+    /// Look for keys in a logged Authorization header (default true).
+    pub authorization: Option<bool>,
+    /// Take `$remote_user` (Basic auth user) as the key (default false).
+    pub remote_user: Option<bool>,
+    /// Query parameters whose value is a key (replaces the default list).
+    pub query_params: Option<Vec<String>>,
+    /// Query parameters added to the default list.
+    #[serde(default)]
+    pub extra_query_params: Vec<String>,
+    /// Prefixes of this API's keys (`kw_live_`): found anywhere in a URL, shown in masks.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// The key field holds only the first N characters of each key.
+    pub logged_prefix_length: Option<usize>,
+    /// File holding the key-id secret (instead of the generated one).
+    pub key_secret_file: Option<PathBuf>,
+    /// Names for keys, by id or by prefix.
+    #[serde(default)]
+    pub names: Vec<KeyName>,
+}
+
+impl Config {
+    /// Reads `path`; a missing file is an error only when `required`.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(Config::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error names the line and setting.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| {
+                text.as_bytes()[..s.start.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1
+            });
+            let msg = e.message().trim().to_string();
+            match line {
+                Some(l) => format!("line {l}: {msg}"),
+                None => msg,
+            }
+        })?;
+        config.json_field_overrides()?;
+        Ok(config)
+    }
+
+    /// `[format.json_fields]` as (field, path) pairs.
+    pub fn json_field_overrides(&self) -> Result<Vec<(Field, String)>, String> {
+        self.format
+            .json_fields
+            .iter()
+            .map(|(name, path)| {
+                let field = match name.as_str() {
+                    "client" => Field::Client,
+                    "user" => Field::User,
+                    "time" => Field::TimeIso8601,
+                    "request" => Field::Request,
+                    "method" => Field::Method,
+                    "uri" => Field::Target,
+                    "path" => Field::Path,
+                    "query" => Field::Query,
+                    "status" => Field::Status,
+                    "bytes" => Field::Bytes,
+                    "referer" => Field::Referer,
+                    "user_agent" => Field::UserAgent,
+                    "request_time" => Field::RequestTime,
+                    "key" => Field::Key,
+                    "authorization" => Field::Authorization,
+                    other => {
+                        return Err(format!(
+                            "format.json_fields.{other}: unknown field; use one of client, user, time, request, method, uri, path, query, status, bytes, referer, user_agent, request_time, key, authorization"
+                        ));
+                    }
+                };
+                Ok((field, path.clone()))
+            })
+            .collect()
+    }
+}
+
+/// The default configuration file: `$XDG_CONFIG_HOME/keywatch/config.toml`,
+/// `~/.config/keywatch/config.toml`, or `/etc/keywatch/config.toml` for root.
+pub fn default_path() -> Option<PathBuf> {
+    if is_root() {
+        return Some(PathBuf::from("/etc/keywatch/config.toml"));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("keywatch").join("config.toml"))
+}
+
+/// The default state directory: `$XDG_STATE_HOME/keywatch`,
+/// `~/.local/state/keywatch`, or `/var/lib/keywatch` for root.
+pub fn default_state_dir() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/var/lib/keywatch");
+    }
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("keywatch")
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of a fresh /proc/self is the effective user.
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_settings_name_the_line() {
+        let err = Config::parse("timezone = \"UTC\"\n[keys]\nprefixs = [\"x\"]\n").unwrap_err();
+        assert!(err.starts_with("line 3:"), "{err}");
+        assert!(err.contains("prefixs"), "{err}");
+    }
+
+    #[test]
+    fn json_fields_are_checked() {
+        let err = Config::parse("[format.json_fields]\nkee = \"x\"\n").unwrap_err();
+        assert!(err.contains("format.json_fields.kee"), "{err}");
+    }
+}

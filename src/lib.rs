@@ -1,0 +1,23 @@
+//! keywatch watches web-server access logs for API-key trouble: keys rejected
+//! again and again, keys sent in URLs, keys used at unusual rates.
+//!
+//! The data flow is the module layout:
+//!
+//! ```text
+//! source ─lines─▶ format ─Record─▶ keys ─KeyedRequest─▶ detect ─Finding─▶ output
+//!                                                    └─▶ usage ──────────▶ output
+//! ```
+//!
+//! [`pipeline`] wires the stages together; [`commands`] are what the CLI runs.
+
+pub mod commands;
+pub mod config;
+pub mod detect;
+pub mod format;
+pub mod keys;
+pub mod output;
+pub mod pipeline;
+pub mod source;
+pub mod url;
+pub mod usage;
+pub mod zone;

@@ -1,0 +1,118 @@
+//! `--output json`: one JSON object per line. The schema (documented in the
+//! README) only ever grows: objects of `"type"` `finding`, then `summary` (one
+//! per calendar day), then `totals`.
+
+use std::io::{self, Write};
+
+use serde_json::{Value, json};
+
+use super::Report;
+use crate::keys::KeyId;
+use crate::usage::{KeyLabel, KeyUsage};
+use crate::zone::Zone;
+
+fn usage_json(u: &KeyUsage, zone: &Zone) -> Value {
+    let latency = (!u.latency.is_empty()).then(|| {
+        let q = |p| u.latency.quantile(p).map(|ms| f64::from(ms) / 1000.0);
+        json!({ "p50": q(0.5), "p95": q(0.95), "p99": q(0.99) })
+    });
+    json!({
+        "requests": u.requests,
+        "status": {
+            "1xx": u.classes[0], "2xx": u.classes[1], "3xx": u.classes[2],
+            "4xx": u.classes[3], "5xx": u.classes[4], "other": u.classes[5],
+        },
+        "401": u.s401,
+        "403": u.s403,
+        "429": u.s429,
+        "rejected": u.rejected(),
+        "bytes": u.bytes,
+        "request_time": latency,
+        "clients": u.clients.count(),
+        "clients_estimated": u.clients.is_estimated(),
+        "first_seen": (u.requests > 0).then(|| zone.rfc3339(u.first_ms)),
+        "last_seen": (u.requests > 0).then(|| zone.rfc3339(u.last_ms)),
+    })
+}
+
+fn key_json(report: &Report<'_>, id: KeyId, label: Option<&KeyLabel>, u: &KeyUsage) -> Value {
+    let mut v = usage_json(u, report.zone);
+    if let Value::Object(m) = &mut v {
+        m.insert("key_id".into(), json!(id.to_string()));
+        m.insert("key".into(), json!(label.map(|l| l.masked.to_string())));
+        m.insert(
+            "name".into(),
+            json!(label.and_then(|l| report.name_of(l.name))),
+        );
+    }
+    v
+}
+
+pub fn render(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
+    let zone = report.zone;
+    for f in report.findings {
+        let (key_id, key, name) = match &f.key {
+            Some((id, l)) => (
+                Some(id.to_string()),
+                Some(l.masked.to_string()),
+                report.name_of(l.name),
+            ),
+            None => (None, None, None),
+        };
+        let v = json!({
+            "type": "finding",
+            "rule": f.rule,
+            "severity": f.severity,
+            "key_id": key_id,
+            "key": key,
+            "name": name,
+            "client": f.client,
+            "clients": f.clients,
+            "place": f.place,
+            "first_seen": zone.rfc3339(f.first_ms),
+            "last_seen": zone.rfc3339(f.last_ms),
+            "count": f.count,
+            "message": f.message,
+            "evidence": f.evidence,
+            "action": f.action,
+        });
+        writeln!(out, "{v}")?;
+    }
+    for (day, d) in &report.usage.days {
+        let mut keys: Vec<_> = d.keys.iter().collect();
+        keys.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(b.0)));
+        let keys: Vec<Value> = keys
+            .into_iter()
+            .map(|(id, u)| key_json(report, *id, report.usage.labels.get(id), u))
+            .collect();
+        let v = json!({
+            "type": "summary",
+            "day": day.to_string(),
+            "timezone": zone.name(),
+            "keys": keys,
+            "keyless": usage_json(&d.keyless, zone),
+        });
+        writeln!(out, "{v}")?;
+    }
+    let t = report.totals;
+    let inputs: Vec<Value> = report
+        .inputs
+        .iter()
+        .map(|(name, t)| json!({ "file": name, "lines": t.lines, "parsed": t.parsed, "skipped": t.skipped }))
+        .collect();
+    let skipped: Vec<Value> = report
+        .skipped
+        .iter()
+        .map(|s| json!({ "file": &*s.file, "line": s.line, "error": s.error.to_string(), "preview": s.preview }))
+        .collect();
+    let v = json!({
+        "type": "totals",
+        "lines": t.lines,
+        "parsed": t.parsed,
+        "skipped": t.skipped,
+        "format": report.format,
+        "inputs": inputs,
+        "skipped_lines": skipped,
+    });
+    writeln!(out, "{v}")
+}

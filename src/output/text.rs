@@ -1,0 +1,255 @@
+//! The report for a person: findings first, then usage per key, then totals.
+
+use std::io::{self, Write};
+
+use super::Report;
+use crate::detect::key_phrase;
+use crate::usage::KeyUsage;
+
+/// How many keys the table lists before it sums up the rest.
+const MAX_ROWS: usize = 50;
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn millis(ms: Option<u32>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms < 1000 => format!("{ms}ms"),
+        Some(ms) => format!("{:.2}s", f64::from(ms) / 1000.0),
+    }
+}
+
+/// A table with right-aligned numeric columns.
+struct Table {
+    head: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+    left: usize,
+}
+
+impl Table {
+    fn write(&self, out: &mut dyn Write) -> io::Result<()> {
+        let cols = self.head.len();
+        let mut width: Vec<usize> = self.head.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (w, c) in width.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cells: &[String], out: &mut dyn Write| -> io::Result<()> {
+            let mut s = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                let pad = width[i].saturating_sub(c.chars().count());
+                if i < self.left {
+                    s.push_str(c);
+                    if i + 1 < cols {
+                        s.push_str(&" ".repeat(pad));
+                    }
+                } else {
+                    s.push_str(&" ".repeat(pad));
+                    s.push_str(c);
+                }
+                if i + 1 < cols {
+                    s.push_str("  ");
+                }
+            }
+            writeln!(out, "  {}", s.trim_end())
+        };
+        line(
+            &self.head.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            out,
+        )?;
+        for row in &self.rows {
+            line(row, out)?;
+        }
+        Ok(())
+    }
+}
+
+fn usage_row(report: &Report<'_>, key: String, name: String, u: &KeyUsage) -> Vec<String> {
+    let time = |ms| report.zone.rfc3339(ms).replace('T', " ");
+    vec![
+        key,
+        name,
+        u.requests.to_string(),
+        u.classes[1].to_string(),
+        u.classes[2].to_string(),
+        u.classes[3].to_string(),
+        u.classes[4].to_string(),
+        u.s401.to_string(),
+        u.s403.to_string(),
+        human_bytes(u.bytes),
+        millis(u.latency.quantile(0.5)),
+        millis(u.latency.quantile(0.95)),
+        format!(
+            "{}{}",
+            if u.clients.is_estimated() { "~" } else { "" },
+            u.clients.count()
+        ),
+        time(u.first_ms),
+        time(u.last_ms),
+    ]
+}
+
+pub fn render(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
+    let zone = report.zone;
+    if report.findings.is_empty() {
+        writeln!(out, "Findings: none")?;
+    } else {
+        writeln!(out, "Findings ({})", report.findings.len())?;
+        for f in report.findings {
+            let who = f
+                .key
+                .as_ref()
+                .map(|(_, l)| key_phrase(l, report.names))
+                .unwrap_or_default();
+            writeln!(out)?;
+            writeln!(
+                out,
+                "  {:<8}  {}  {}",
+                f.severity.as_str().to_uppercase(),
+                f.rule,
+                who
+            )?;
+            writeln!(out, "    {}", f.message)?;
+            let client = f
+                .client
+                .as_deref()
+                .map(|c| format!(" (first {c})"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "    first {}  last {}  requests {}  clients {}{client}",
+                zone.rfc3339(f.first_ms),
+                zone.rfc3339(f.last_ms),
+                f.count,
+                f.clients
+            )?;
+            if let Some(e) = &f.evidence {
+                writeln!(out, "    evidence: {e}")?;
+            }
+            writeln!(out, "    what to do: {}", f.action)?;
+        }
+    }
+    writeln!(out)?;
+    let days = &report.usage.days;
+    let span = match (days.keys().next(), days.keys().next_back()) {
+        (Some(a), Some(b)) if a == b => format!("{a}, {}", zone.name()),
+        (Some(a), Some(b)) => format!(
+            "{a} to {b}, {}; per-day numbers with --output json",
+            zone.name()
+        ),
+        _ => zone.name(),
+    };
+    let by_key = report.usage.by_key();
+    writeln!(out, "Usage by key ({} keys; {span})", by_key.len())?;
+    let mut table = Table {
+        head: vec![
+            "KEY",
+            "NAME",
+            "REQUESTS",
+            "2XX",
+            "3XX",
+            "4XX",
+            "5XX",
+            "401",
+            "403",
+            "BYTES",
+            "P50",
+            "P95",
+            "CLIENTS",
+            "FIRST SEEN",
+            "LAST SEEN",
+        ],
+        rows: Vec::new(),
+        left: 2,
+    };
+    // Keys seen a few times and only ever rejected are someone guessing or a
+    // typo; one row for all of them keeps the table about the keys in use.
+    let (guessed, listed): (Vec<_>, Vec<_>) = by_key.iter().partition(|(id, u)| {
+        u.requests <= 3
+            && u.rejected() == u.requests
+            && report.usage.labels.get(id).is_none_or(|l| l.name.is_none())
+    });
+    for (id, u) in listed.iter().take(MAX_ROWS) {
+        let label = report.usage.labels.get(id);
+        let key = label.map_or_else(|| id.to_string(), |l| l.masked.to_string());
+        let name = label
+            .and_then(|l| report.name_of(l.name))
+            .unwrap_or("-")
+            .to_string();
+        table.rows.push(usage_row(report, key, name, u));
+    }
+    if listed.len() > MAX_ROWS {
+        let mut rest = KeyUsage::default();
+        listed[MAX_ROWS..].iter().for_each(|(_, u)| rest.merge(u));
+        table.rows.push(usage_row(
+            report,
+            format!("({} more keys)", listed.len() - MAX_ROWS),
+            "-".into(),
+            &rest,
+        ));
+    }
+    if !guessed.is_empty() {
+        let mut rest = KeyUsage::default();
+        guessed.iter().for_each(|(_, u)| rest.merge(u));
+        table.rows.push(usage_row(
+            report,
+            format!("({} unknown keys, all rejected)", guessed.len()),
+            "-".into(),
+            &rest,
+        ));
+    }
+    let keyless = report.usage.keyless();
+    if keyless.requests > 0 {
+        table
+            .rows
+            .push(usage_row(report, "(no key)".into(), "-".into(), &keyless));
+    }
+    if table.rows.is_empty() {
+        writeln!(out, "  no requests")?;
+    } else {
+        table.write(out)?;
+    }
+    writeln!(out)?;
+    let t = report.totals;
+    writeln!(
+        out,
+        "Totals: {} lines read, {} parsed, {} skipped (log format: {})",
+        t.lines, t.parsed, t.skipped, report.format
+    )?;
+    if report.inputs.len() > 1 {
+        for (name, t) in report.inputs {
+            writeln!(
+                out,
+                "  {name}: {} lines, {} parsed, {} skipped",
+                t.lines, t.parsed, t.skipped
+            )?;
+        }
+    }
+    if !report.skipped.is_empty() {
+        writeln!(
+            out,
+            "Skipped lines (first {} of {}):",
+            report.skipped.len(),
+            t.skipped
+        )?;
+        for s in report.skipped {
+            writeln!(out, "  {}:{}: {}", s.file, s.line, s.error)?;
+            writeln!(out, "      {}", s.preview)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! The one engine behind `scan` and (later) `watch`: a line goes through the
+//! format, the key extractor, usage and the detectors.
+//!
+//! ```text
+//! line ──parse──▶ Record ──extract──▶ KeyedRequest ──▶ usage (per key, per day)
+//!                                                 └──▶ detectors ──▶ findings
+//! ```
+//!
+//! An [`Analyzer`] is one thread's worth of state; analyzers of consecutive
+//! chunks of input merge in order.
+
+use std::sync::Arc;
+
+use crate::detect::Detectors;
+use crate::format::{ErrorKind, LogFormat, ParseError, ParseScratch, Record};
+use crate::keys::{Exposure, Extractor, KeyId, KeyRef, KeyScratch};
+use crate::url;
+use crate::usage::{Hit, Usage, distinct::client_tag};
+use crate::zone::{DayCutter, Zone};
+
+/// Everything that is fixed for a run and shared by all threads.
+pub struct Engine {
+    pub format: LogFormat,
+    pub extractor: Extractor,
+    pub zone: Zone,
+    /// Lines longer than this are counted and skipped, never buffered whole.
+    pub max_line: usize,
+}
+
+/// Redacted URLs of a request that exposed a key, built only for such requests.
+pub struct Evidence {
+    /// `METHOD /path?query` with credential values redacted.
+    pub request: String,
+    pub referer: Option<String>,
+}
+
+/// A parsed request with its key attribution: what detectors and usage see.
+pub struct KeyedRequest<'a> {
+    pub rec: &'a Record<'a>,
+    pub key: Option<KeyRef>,
+    pub exposures: &'a [Exposure],
+    /// The client address as a number ([`client_tag`]).
+    pub client: u128,
+    pub evidence: Option<&'a Evidence>,
+}
+
+/// Line counts of an input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub lines: u64,
+    pub parsed: u64,
+    pub skipped: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, o: &Totals) {
+        self.lines += o.lines;
+        self.parsed += o.parsed;
+        self.skipped += o.skipped;
+    }
+}
+
+/// A line that did not parse, kept for the report (only the first few).
+#[derive(Clone, Debug)]
+pub struct Skipped {
+    pub file: Arc<str>,
+    /// 1-based line number within its file.
+    pub line: u64,
+    pub error: ParseError,
+    /// The start of the line with anything secret-looking masked.
+    pub preview: String,
+}
+
+/// How many skipped lines an analyzer keeps for the report.
+pub const SKIPPED_KEPT: usize = 5;
+
+/// One thread's state while reading input.
+pub struct Analyzer<'e> {
+    engine: &'e Engine,
+    parse: ParseScratch,
+    keys: KeyScratch,
+    exposures: Vec<Exposure>,
+    days: DayCutter,
+    pub usage: Usage,
+    pub detectors: Detectors,
+    pub totals: Totals,
+    pub skipped: Vec<Skipped>,
+}
+
+impl<'e> Analyzer<'e> {
+    pub fn new(engine: &'e Engine) -> Self {
+        Analyzer {
+            engine,
+            parse: ParseScratch::default(),
+            keys: KeyScratch::default(),
+            exposures: Vec::new(),
+            days: DayCutter::new(engine.zone.clone()),
+            usage: Usage::default(),
+            detectors: Detectors::all(),
+            totals: Totals::default(),
+            skipped: Vec::new(),
+        }
+    }
+
+    /// Reads one line (without `\n`); `line_no` is its 1-based number in `file`.
+    pub fn line(&mut self, line: &[u8], file: &Arc<str>, line_no: u64) {
+        self.totals.lines += 1;
+        let engine = self.engine;
+        let rec = match engine.format.parse(line, &mut self.parse) {
+            Ok(rec) => rec,
+            Err(error) => return self.skip(file, line_no, error, line),
+        };
+        self.totals.parsed += 1;
+        let keyed = engine.extractor.extract(&rec, &mut self.keys);
+        let key = keyed.key;
+        self.exposures.clear();
+        self.exposures.extend_from_slice(keyed.exposures);
+        let evidence = (!self.exposures.is_empty()).then(|| self.evidence(&rec));
+        let client = rec.client.map_or(0, |c| client_tag(c.raw));
+        let req = KeyedRequest {
+            rec: &rec,
+            key,
+            exposures: &self.exposures,
+            client,
+            evidence: evidence.as_ref(),
+        };
+        self.usage.record(&Hit {
+            day: self.days.day(rec.time_ms),
+            time_ms: rec.time_ms,
+            key,
+            status: rec.status,
+            bytes: rec.bytes.unwrap_or(0),
+            latency_ms: rec.request_time_ms,
+            client,
+        });
+        self.detectors.observe(&req);
+    }
+
+    /// Counts a line that was too long to read whole.
+    pub fn too_long(&mut self, file: &Arc<str>, line_no: u64, len: usize, head: &[u8]) {
+        self.totals.lines += 1;
+        self.skip(
+            file,
+            line_no,
+            ParseError {
+                at: 0,
+                kind: ErrorKind::LineTooLong { len },
+            },
+            head,
+        );
+    }
+
+    fn skip(&mut self, file: &Arc<str>, line_no: u64, error: ParseError, line: &[u8]) {
+        self.totals.skipped += 1;
+        if self.skipped.len() < SKIPPED_KEPT {
+            self.skipped.push(Skipped {
+                file: file.clone(),
+                line: line_no,
+                error,
+                preview: preview(line),
+            });
+        }
+    }
+
+    fn evidence(&mut self, rec: &Record<'_>) -> Evidence {
+        let ex = &self.engine.extractor;
+        let exposed: Vec<KeyId> = self.exposures.iter().map(|e| e.key.id).collect();
+        let path = rec.path.map(|p| p.decode()).unwrap_or_default();
+        let query = rec.query.map(|q| q.decode());
+        let method = rec
+            .method
+            .map(|m| crate::format::escape::printable(&m.decode()))
+            .unwrap_or_default();
+        let target = ex.redact_url(&path, query.as_deref(), &exposed, &mut self.keys);
+        let referer = rec.referer.map(|r| {
+            let r = r.decode();
+            let (p, q) = url::split_url(&r);
+            let authority = p
+                .as_ptr()
+                .addr()
+                .saturating_sub(r.as_ptr().addr())
+                .min(r.len());
+            let head = crate::format::escape::printable(&r[..authority]);
+            head + &ex.redact_url(p, q, &exposed, &mut self.keys)
+        });
+        Evidence {
+            request: if method.is_empty() {
+                target
+            } else {
+                format!("{method} {target}")
+            },
+            referer,
+        }
+    }
+
+    /// Folds in the analyzer of the input that follows this one.
+    pub fn merge(&mut self, other: Analyzer<'_>) {
+        self.usage.merge(&other.usage);
+        self.detectors.merge(other.detectors);
+        self.totals.add(&other.totals);
+        let room = SKIPPED_KEPT.saturating_sub(self.skipped.len());
+        self.skipped.extend(other.skipped.into_iter().take(room));
+    }
+}
+
+/// The first 120 bytes of a line, printable, with every token that looks
+/// like a secret masked: a skipped line is shown to people, and it may hold a key.
+pub fn preview(line: &[u8]) -> String {
+    let head = &line[..line.len().min(120)];
+    let mut out = Vec::with_capacity(head.len() + 8);
+    let mut start = 0;
+    let is_sep = |b: u8| {
+        matches!(
+            b,
+            b' ' | b'"' | b'?' | b'&' | b'=' | b'/' | b',' | b':' | b'[' | b']' | b'{' | b'}'
+        )
+    };
+    for i in 0..=head.len() {
+        if i == head.len() || is_sep(head[i]) {
+            let tok = &head[start..i];
+            let cut = i == head.len() && line.len() > head.len();
+            if (cut && tok.len() >= 4)
+                || (tok.len() >= 12 && (url::looks_like_secret(tok) || tok.len() >= 32))
+            {
+                out.extend_from_slice(b"[REDACTED]");
+            } else {
+                out.extend_from_slice(tok);
+            }
+            if i < head.len() {
+                out.push(head[i]);
+            }
+            start = i + 1;
+        }
+    }
+    let mut s = crate::format::escape::printable(&out);
+    if line.len() > head.len() {
+        s.push('…');
+    }
+    s
+}

@@ -1,0 +1,151 @@
+//! Counting distinct clients in bounded memory: exact up to a limit, then a
+//! HyperLogLog estimate (about 1.6% standard error) marked as estimated.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::net::IpAddr;
+
+/// Above this many distinct clients a set turns into a sketch.
+pub const EXACT_LIMIT: usize = 4096;
+const P: u32 = 12;
+const REGISTERS: usize = 1 << P;
+
+/// A client address as a number: IPv4 and IPv6 as themselves, anything
+/// else (`unix:`, garbage) as a hash of its bytes with the top bit set.
+pub fn client_tag(raw: &[u8]) -> u128 {
+    if let Some(ip) = std::str::from_utf8(raw)
+        .ok()
+        .and_then(|s| s.parse::<IpAddr>().ok())
+    {
+        return match ip {
+            IpAddr::V4(v4) => u128::from(u32::from(v4)),
+            IpAddr::V6(v6) => u128::from(v6) & !(1u128 << 127),
+        };
+    }
+    let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(raw);
+    1u128 << 127 | u128::from(h)
+}
+
+#[derive(Clone, Debug)]
+pub enum Distinct {
+    Exact(HashSet<u128>),
+    Sketch(Box<[u8; REGISTERS]>),
+}
+
+impl Default for Distinct {
+    fn default() -> Self {
+        Distinct::Exact(HashSet::new())
+    }
+}
+
+fn mix(tag: u128) -> u64 {
+    // A fixed (unkeyed) hash so sketches from different threads merge.
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(tag)
+}
+
+impl Distinct {
+    pub fn insert(&mut self, tag: u128) {
+        match self {
+            Distinct::Exact(set) => {
+                set.insert(tag);
+                if set.len() > EXACT_LIMIT {
+                    let mut regs = Box::new([0u8; REGISTERS]);
+                    for t in set.iter() {
+                        add(&mut regs, *t);
+                    }
+                    *self = Distinct::Sketch(regs);
+                }
+            }
+            Distinct::Sketch(regs) => add(regs, tag),
+        }
+    }
+
+    pub fn merge(&mut self, other: &Distinct) {
+        match other {
+            Distinct::Exact(set) => set.iter().for_each(|t| self.insert(*t)),
+            Distinct::Sketch(theirs) => {
+                if let Distinct::Exact(set) = self {
+                    let mut regs = Box::new([0u8; REGISTERS]);
+                    set.iter().for_each(|t| add(&mut regs, *t));
+                    *self = Distinct::Sketch(regs);
+                }
+                if let Distinct::Sketch(mine) = self {
+                    for (m, t) in mine.iter_mut().zip(theirs.iter()) {
+                        *m = (*m).max(*t);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn is_estimated(&self) -> bool {
+        matches!(self, Distinct::Sketch(_))
+    }
+
+    pub fn count(&self) -> u64 {
+        match self {
+            Distinct::Exact(set) => set.len() as u64,
+            Distinct::Sketch(regs) => estimate(regs),
+        }
+    }
+}
+
+fn add(regs: &mut [u8; REGISTERS], tag: u128) {
+    let h = mix(tag);
+    let idx = (h >> (64 - P)) as usize;
+    let rank = ((h << P) | (1 << (P - 1))).leading_zeros() as u8 + 1;
+    regs[idx] = regs[idx].max(rank);
+}
+
+fn estimate(regs: &[u8; REGISTERS]) -> u64 {
+    let m = REGISTERS as f64;
+    let alpha = 0.7213 / (1.0 + 1.079 / m);
+    let sum: f64 = regs.iter().map(|&r| 2f64.powi(-i32::from(r))).sum();
+    let raw = alpha * m * m / sum;
+    let zeros = regs.iter().filter(|&&r| r == 0).count();
+    let e = if raw <= 2.5 * m && zeros > 0 {
+        m * (m / zeros as f64).ln()
+    } else {
+        raw
+    };
+    e.round() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_then_estimated_within_five_percent() {
+        let mut d = Distinct::default();
+        for i in 0..1000u128 {
+            d.insert(i);
+            d.insert(i);
+        }
+        assert_eq!(d.count(), 1000);
+        assert!(!d.is_estimated());
+        for i in 0..100_000u128 {
+            d.insert(i);
+        }
+        assert!(d.is_estimated());
+        let n = d.count() as f64;
+        assert!((n - 100_000.0).abs() < 5_000.0, "{n}");
+    }
+
+    #[test]
+    fn merges_agree_with_one_set() {
+        let (mut a, mut b) = (Distinct::default(), Distinct::default());
+        (0..3000u128).for_each(|i| a.insert(i));
+        (2000..9000u128).for_each(|i| b.insert(i));
+        a.merge(&b);
+        let n = a.count() as f64;
+        assert!((n - 9000.0).abs() < 450.0, "{n}");
+    }
+
+    #[test]
+    fn client_tags() {
+        assert_eq!(client_tag(b"10.0.0.1"), 0x0A00_0001);
+        assert_ne!(client_tag(b"unix:"), client_tag(b"garbage"));
+        assert_eq!(client_tag(b"::1"), 1);
+    }
+}

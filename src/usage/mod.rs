@@ -1,0 +1,182 @@
+//! Usage per key and per day: what the daily summary is made of.
+//!
+//! Every structure here merges exactly (threads of a scan each aggregate a
+//! chunk, then merge) and stays bounded: distinct clients turn into a sketch
+//! past a limit, latencies live in a log-bucket histogram.
+
+pub mod distinct;
+pub mod histogram;
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::NaiveDate;
+
+use crate::keys::{KeyId, KeyRef, MaskedKey};
+pub use distinct::Distinct;
+pub use histogram::Histogram;
+
+/// Counts of one key (or of keyless requests) over one day.
+#[derive(Clone, Debug, Default)]
+pub struct KeyUsage {
+    pub requests: u64,
+    /// Responses by class: index 0 = 1xx … 4 = 5xx, 5 = anything else (000, 009…).
+    pub classes: [u64; 6],
+    pub s401: u64,
+    pub s403: u64,
+    pub s429: u64,
+    pub bytes: u64,
+    pub latency: Histogram,
+    pub clients: Distinct,
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
+impl KeyUsage {
+    fn record(
+        &mut self,
+        time_ms: i64,
+        status: Option<u16>,
+        bytes: u64,
+        latency_ms: Option<u32>,
+        client: u128,
+    ) {
+        if self.requests == 0 || time_ms < self.first_ms {
+            self.first_ms = time_ms;
+        }
+        if self.requests == 0 || time_ms > self.last_ms {
+            self.last_ms = time_ms;
+        }
+        self.requests += 1;
+        let class = match status {
+            Some(s @ 100..=599) => usize::from(s / 100 - 1),
+            _ => 5,
+        };
+        self.classes[class] += 1;
+        match status {
+            Some(401) => self.s401 += 1,
+            Some(403) => self.s403 += 1,
+            Some(429) => self.s429 += 1,
+            _ => {}
+        }
+        self.bytes += bytes;
+        if let Some(ms) = latency_ms {
+            self.latency.record(ms);
+        }
+        self.clients.insert(client);
+    }
+
+    /// Requests answered 401 or 403.
+    pub fn rejected(&self) -> u64 {
+        self.s401 + self.s403
+    }
+
+    pub fn merge(&mut self, o: &KeyUsage) {
+        if o.requests == 0 {
+            return;
+        }
+        if self.requests == 0 || o.first_ms < self.first_ms {
+            self.first_ms = o.first_ms;
+        }
+        if self.requests == 0 || o.last_ms > self.last_ms {
+            self.last_ms = o.last_ms;
+        }
+        self.requests += o.requests;
+        for (a, b) in self.classes.iter_mut().zip(o.classes) {
+            *a += b;
+        }
+        self.s401 += o.s401;
+        self.s403 += o.s403;
+        self.s429 += o.s429;
+        self.bytes += o.bytes;
+        self.latency.merge(&o.latency);
+        self.clients.merge(&o.clients);
+    }
+}
+
+/// One day: every key's usage and the requests that carried no key.
+#[derive(Clone, Debug, Default)]
+pub struct DayUsage {
+    pub keys: HashMap<KeyId, KeyUsage>,
+    pub keyless: KeyUsage,
+}
+
+/// How a key is shown: its mask and configured name.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyLabel {
+    pub masked: MaskedKey,
+    pub name: Option<u32>,
+}
+
+/// Usage of all days seen.
+#[derive(Clone, Debug, Default)]
+pub struct Usage {
+    pub days: BTreeMap<NaiveDate, DayUsage>,
+    pub labels: HashMap<KeyId, KeyLabel>,
+}
+
+/// What usage needs from one request.
+pub struct Hit {
+    pub day: NaiveDate,
+    pub time_ms: i64,
+    pub key: Option<KeyRef>,
+    pub status: Option<u16>,
+    pub bytes: u64,
+    pub latency_ms: Option<u32>,
+    pub client: u128,
+}
+
+impl Usage {
+    pub fn record(&mut self, hit: &Hit) {
+        let day = self.days.entry(hit.day).or_default();
+        let usage = match hit.key {
+            Some(k) => {
+                self.labels.entry(k.id).or_insert(KeyLabel {
+                    masked: k.masked,
+                    name: k.name,
+                });
+                day.keys.entry(k.id).or_default()
+            }
+            None => &mut day.keyless,
+        };
+        usage.record(
+            hit.time_ms,
+            hit.status,
+            hit.bytes,
+            hit.latency_ms,
+            hit.client,
+        );
+    }
+
+    pub fn merge(&mut self, other: &Usage) {
+        for (day, theirs) in &other.days {
+            let mine = self.days.entry(*day).or_default();
+            for (id, u) in &theirs.keys {
+                mine.keys.entry(*id).or_default().merge(u);
+            }
+            mine.keyless.merge(&theirs.keyless);
+        }
+        for (id, l) in &other.labels {
+            self.labels.entry(*id).or_insert(*l);
+        }
+    }
+
+    /// Every key's usage over all days, largest first.
+    pub fn by_key(&self) -> Vec<(KeyId, KeyUsage)> {
+        let mut all: HashMap<KeyId, KeyUsage> = HashMap::new();
+        for day in self.days.values() {
+            for (id, u) in &day.keys {
+                all.entry(*id).or_default().merge(u);
+            }
+        }
+        let mut v: Vec<_> = all.into_iter().collect();
+        v.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    /// Keyless usage over all days.
+    pub fn keyless(&self) -> KeyUsage {
+        let mut k = KeyUsage::default();
+        self.days.values().for_each(|d| k.merge(&d.keyless));
+        k
+    }
+}

@@ -26,7 +26,7 @@ struct Global {
     #[arg(long, global = true, env = "KEYWATCH_STATE", value_name = "DIR")]
     state: Option<PathBuf>,
     /// Time zone in which days are cut: UTC, local, an IANA name or an offset such as +03:30 [default: local]
-    #[arg(long, global = true, value_name = "TZ")]
+    #[arg(long, global = true, value_name = "TZ", allow_hyphen_values = true)]
     timezone: Option<String>,
 }
 

@@ -138,6 +138,8 @@ fn classify(name: &str, key_vars: &[String], escape: Escape) -> (Field, Shape) {
         | "server_port"
         | "remote_port" => (Field::Other, Shape::Int),
         "pipe" | "scheme" | "host" | "server_name" | "remote_ident" => (Field::Other, Shape::Token),
+        "request_count" => (Field::Other, Shape::Int),
+        "http_x_forwarded_for" | "proxy_add_x_forwarded_for" => (Field::Other, Shape::List),
         n if n.starts_with("upstream_") => (Field::Other, Shape::List),
         _ if escape == Escape::Json => (Field::Other, Shape::Text),
         _ => (Field::Other, Shape::Text),
@@ -307,6 +309,14 @@ impl NginxFormat {
                     v.field = Field::Other;
                 }
             }
+        }
+        // Between quotes a list is just text: the quotes delimit it.
+        let mut prev_lit_quote = prefix.ends_with(b"\"");
+        for (var, lit) in &mut items {
+            if var.shape == Shape::List && prev_lit_quote && lit.starts_with(b"\"") {
+                var.shape = Shape::Text;
+            }
+            prev_lit_quote = lit.ends_with(b"\"");
         }
         let items = items
             .into_iter()

@@ -1,0 +1,130 @@
+//! Properties of the parser and key extraction over generated input:
+//! whatever nginx writes parses back to exactly what it escaped, and no
+//! input of any shape makes anything panic.
+
+use keywatch::format::escape::nginx_escape;
+use keywatch::format::{self, LogFormat, ParseScratch, Text};
+use keywatch::keys::{Extractor, KeyScratch, KeySecret, KeySources};
+use proptest::prelude::*;
+
+fn esc(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    nginx_escape(b, &mut out);
+    out
+}
+
+fn decoded(t: Option<Text<'_>>) -> Option<Vec<u8>> {
+    t.map(|t| t.decode().into_owned())
+}
+
+fn formats() -> Vec<LogFormat> {
+    let keys = vec!["http_x_api_key".to_string()];
+    let mut all: Vec<LogFormat> = keywatch::format::presets::NAMES
+        .iter()
+        .map(|n| format::compile(n, &keys).unwrap())
+        .collect();
+    all.push(
+        format::compile(
+            r#"log_format k '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_api_key" $request_time "$upstream_response_time" $upstream_addr';"#,
+            &keys,
+        )
+        .unwrap(),
+    );
+    all
+}
+
+fn extractor() -> Extractor {
+    let sources = KeySources { prefixes: vec!["kw_".into()], remote_user: true, ..KeySources::default() };
+    Extractor::new(&KeySecret::from_bytes(b"property-test-secret"), sources, &[]).unwrap()
+}
+
+/// Values nginx never writes as themselves: `-` means "not found".
+fn not_dash(v: &Vec<u8>) -> bool {
+    v.as_slice() != b"-"
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn nginx_escaped_fields_parse_back_to_themselves(
+        user in proptest::collection::vec(any::<u8>(), 1..40).prop_filter("not -", not_dash),
+        request in proptest::collection::vec(any::<u8>(), 0..80).prop_filter("not -", not_dash),
+        referer in proptest::collection::vec(any::<u8>(), 0..60).prop_filter("not -", not_dash),
+        agent in proptest::collection::vec(any::<u8>(), 0..60).prop_filter("not -", not_dash),
+        status in 0u16..1000,
+        bytes in any::<u32>(),
+    ) {
+        let mut line = b"192.0.2.1 - ".to_vec();
+        line.extend(esc(&user));
+        line.extend_from_slice(b" [01/Mar/2025:10:00:00 +0100] \"");
+        line.extend(esc(&request));
+        line.extend_from_slice(format!("\" {status:03} {bytes} \"").as_bytes());
+        line.extend(esc(&referer));
+        line.extend_from_slice(b"\" \"");
+        line.extend(esc(&agent));
+        line.push(b'"');
+        let f = format::compile("combined", &[]).unwrap();
+        let r = f.parse(&line, &mut ParseScratch::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(decoded(r.user), Some(user));
+        prop_assert_eq!(decoded(r.request), Some(request));
+        prop_assert_eq!(decoded(r.referer), Some(referer));
+        prop_assert_eq!(decoded(r.user_agent), Some(agent));
+        prop_assert_eq!(r.status, Some(status));
+        prop_assert_eq!(r.bytes, Some(u64::from(bytes)));
+        prop_assert_eq!(r.time_ms, 1_740_819_600_000);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(line in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let ex = extractor();
+        let mut keys = KeyScratch::default();
+        for f in formats() {
+            if let Ok(r) = f.parse(&line, &mut ParseScratch::default()) {
+                let _ = ex.extract(&r, &mut keys);
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_access_lines_never_panic(
+        cut in 0usize..220,
+        flips in proptest::collection::vec((0usize..220, any::<u8>()), 0..8),
+    ) {
+        let mut line = br#"203.0.113.9 - john doe [01/Mar/2025:10:00:00 +0000] "GET /v1/items?api_key=kw_abcdefghijklmnop&x=%41 HTTP/1.1" 200 12 "https://a.example/p?token=kw_zyxwvutsrqponmlk" "curl/8.5.0" "K3, K4" 0.004 "0.001, 0.002 : 0.001" 10.0.0.1:80"#.to_vec();
+        for (at, b) in flips {
+            if at < line.len() {
+                line[at] = b;
+            }
+        }
+        line.truncate(cut.max(1).min(line.len()));
+        let ex = extractor();
+        let mut keys = KeyScratch::default();
+        for f in formats() {
+            if let Ok(r) = f.parse(&line, &mut ParseScratch::default()) {
+                let k = ex.extract(&r, &mut keys);
+                let n = k.exposures.len();
+                prop_assert!(n <= 8);
+            }
+        }
+    }
+
+    #[test]
+    fn any_format_string_compiles_or_errors(spec in "\\PC{0,80}") {
+        let _ = format::compile(&spec, &[]);
+    }
+}
+
+#[test]
+fn key_in_query_followed_by_ampersand_is_found() {
+    // gitleaks-style line regexes miss a key that an `&` follows (DETECTION.md §1.3).
+    let f = format::compile("combined", &[]).unwrap();
+    let key = format!("kw_{}", "Q2x9Lp7vR4tZ8mK1bN6c");
+    let line = format!(r#"192.0.2.1 - - [01/Mar/2025:10:00:00 +0000] "GET /v1?api%5Fkey={key}&limit=3 HTTP/1.1" 200 1 "-" "-""#);
+    let r = f.parse(line.as_bytes(), &mut ParseScratch::default()).unwrap();
+    let ex = extractor();
+    let mut s = KeyScratch::default();
+    let k = ex.extract(&r, &mut s);
+    assert_eq!(k.key.map(|k| k.id), Some(ex.key_id(key.as_bytes())));
+    assert_eq!(k.exposures.len(), 1);
+}

@@ -1,0 +1,91 @@
+//! No raw key in any output or file: a log carrying keys in every place a key
+//! can be (key field, Authorization, query, path, Referer, lines that do not
+//! parse, over-long lines) is scanned, and everything keywatch wrote is
+//! searched for the keys and for any 12-character piece of them.
+
+mod common;
+
+use common::{Kw, files_below, random_key, stderr, stdout};
+
+fn b64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+const FORMAT: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_api_key" "$http_authorization""#;
+
+#[test]
+fn no_raw_key_reaches_any_output_or_file() {
+    let kw = Kw::new();
+    let keys: Vec<String> = (0..10).map(|i| random_key(if i == 5 { "kwt_" } else { "" }, 32 + i)).collect();
+    let t = |s: u32| format!("[01/Mar/2025:10:00:{s:02} +0000]");
+    let mut log = vec![
+        format!(r#"192.0.2.1 - - {} "GET /v1/items HTTP/1.1" 200 10 "-" "ua" "{}" "-""#, t(1), keys[0]),
+        format!(r#"192.0.2.2 - - {} "GET /v1/items HTTP/1.1" 200 10 "-" "ua" "-" "Bearer {}""#, t(2), keys[1]),
+        format!(r#"192.0.2.3 - - {} "GET /v1/items HTTP/1.1" 401 10 "-" "ua" "-" "Basic {}""#, t(3), b64(format!("{}:", keys[2]).as_bytes())),
+        format!(r#"192.0.2.4 - - {} "GET /v1/items?api%5Fkey={}&limit=3 HTTP/1.1" 200 10 "-" "ua" "-" "-""#, t(4), keys[3]),
+        format!(r#"192.0.2.5 - - {} "GET /v1/items?token={}&page=2 HTTP/1.1" 200 10 "-" "ua" "-" "-""#, t(5), keys[4]),
+        format!(r#"192.0.2.6 - - {} "GET /v1/keys/{}/usage HTTP/1.1" 200 10 "-" "ua" "-" "-""#, t(6), keys[5]),
+        format!(r#"192.0.2.7 - - {} "GET /docs HTTP/1.1" 200 10 "https://app.example/settings?access_token={}" "ua" "-" "-""#, t(7), keys[6]),
+        // The key field also carries the same key as the URL: both must be masked.
+        format!(r#"192.0.2.8 - - {} "GET /v1/x?key={} HTTP/1.1" 200 10 "-" "ua" "{}" "-""#, t(8), keys[0], keys[0]),
+        // A line that does not parse, carrying a key near its start.
+        format!(r#"192.0.2.9 - {} "GET /v1/items?api_key={}"#, t(9), keys[7]),
+        // An over-long line with a key at its start.
+        format!(r#"192.0.2.10 - - {} "GET /v1/items?api_key={}&pad={} HTTP/1.1" 200 1 "-" "-" "-" "-""#, t(10), keys[8], "p".repeat(70_000)),
+        // A key with bytes nginx escapes.
+        format!(r#"192.0.2.11 - - {} "GET / HTTP/1.1" 200 1 "-" "-" "{}\x22\x1B" "-""#, t(11), keys[9]),
+    ]
+    .join("\n");
+    log.push('\n');
+    let path = kw.write("access.log", &log);
+    let config = kw.write("config.toml", "[keys]\nprefixes = [\"kwt_\"]\n");
+    let mut outputs = Vec::new();
+    for output in ["text", "json"] {
+        let o = kw.run(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--timezone",
+            "UTC",
+            "scan",
+            "-o",
+            output,
+            "--max-line-length",
+            "65536",
+            "-f",
+            FORMAT,
+            path.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        outputs.push((format!("{output} stdout"), stdout(&o)));
+        outputs.push((format!("{output} stderr"), stderr(&o)));
+    }
+    // The findings prove the keys were seen where they were put.
+    let json = &outputs[2].1;
+    assert_eq!(json.matches("\"rule\":\"key_in_url\"").count(), 5, "{json}");
+    assert!(json.contains("\"skipped\":2"), "{json}");
+    for f in files_below(&kw.state()) {
+        outputs.push((f.display().to_string(), String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned()));
+    }
+    assert!(outputs.len() >= 5, "the state directory holds the key secret");
+    for key in &keys {
+        for (what, text) in &outputs {
+            assert!(!text.contains(key.as_str()), "a whole key in {what}");
+            for w in key.as_bytes().windows(12) {
+                let piece = std::str::from_utf8(w).unwrap();
+                assert!(!text.contains(piece), "12 characters of a key ({piece}) in {what}:\n{text}");
+            }
+        }
+    }
+}

@@ -116,9 +116,10 @@ const PUBLIC_PREFIXES: &[&str] = &[
     "key-",
 ];
 
-/// Masks a key: at most a sixth of its characters shows at each end (4 at
-/// most), a known public prefix shows in full, and a key shorter than 10
-/// characters shows nothing at all.
+/// Masks a key: a known public prefix shows in full with at most a quarter
+/// of the rest at the end; otherwise at most a sixth of the key shows at each
+/// end (4 characters at most), and a key shorter than 10 characters shows
+/// nothing at all.
 pub fn mask(raw: &[u8], extra_prefixes: &[String]) -> MaskedKey {
     let mut m = MaskedKey {
         buf: [0; 44],
@@ -137,16 +138,18 @@ pub fn mask(raw: &[u8], extra_prefixes: &[String]) -> MaskedKey {
         .iter()
         .map(String::as_str)
         .chain(PUBLIC_PREFIXES.iter().copied())
-        .filter(|p| p.len() <= 24 && raw.starts_with(p.as_bytes()) && raw.len() >= p.len() + 10)
+        .filter(|p| p.len() <= 24 && raw.starts_with(p.as_bytes()) && raw.len() >= p.len() + 6)
         .max_by_key(|p| p.len());
     let (head, rest) = match prefix {
         Some(p) => (p.as_bytes(), &raw[p.len()..]),
         None => (&raw[..0], raw),
     };
-    let show = if rest.len() >= 10 {
-        (rest.len() / 6).min(4)
-    } else {
-        0
+    // Behind a public prefix a quarter of the rest may show at the end;
+    // without one, a sixth at each end.
+    let show = match prefix {
+        Some(_) => (rest.len() / 4).min(4),
+        None if rest.len() >= 10 => (rest.len() / 6).min(4),
+        None => 0,
     };
     push(head);
     if prefix.is_none() {

@@ -9,44 +9,87 @@ use common::{Kw, TEST_FORMAT, line, random_key, stderr, stdout};
 use serde_json::Value;
 
 fn json_lines(out: &str) -> Vec<Value> {
-    out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 #[test]
 fn readme_sample_command_shows_findings_and_usage() {
     let kw = Kw::new();
-    let o = kw.run(&["--config", "samples/keywatch.toml", "scan", "samples/access.log"]);
+    let o = kw.run(&[
+        "--config",
+        "samples/keywatch.toml",
+        "scan",
+        "samples/access.log",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.starts_with("Findings (2)"), "{out}");
     assert!(out.contains("CRITICAL  key_in_url  mobile-app"), "{out}");
-    assert!(out.contains("evidence: GET /v1/items?api_key=[REDACTED]&limit=20"), "{out}");
+    assert!(
+        out.contains("evidence: GET /v1/items?api_key=[REDACTED]&limit=20"),
+        "{out}"
+    );
     assert!(out.contains("HIGH      key_in_url  partner-acme"), "{out}");
     let usage = &out[out.find("Usage by key").unwrap()..];
-    for name in ["billing-service", "mobile-app", "partner-acme", "reporting-cron", "legacy-widget", "(no key)"] {
+    for name in [
+        "billing-service",
+        "mobile-app",
+        "partner-acme",
+        "reporting-cron",
+        "legacy-widget",
+        "(no key)",
+    ] {
         assert!(usage.contains(name), "{name} missing from {usage}");
     }
     assert!(usage.contains("(40 unknown keys, all rejected)"), "{usage}");
-    assert!(out.contains("Totals: 2823 lines read, 2822 parsed, 1 skipped (log format: keywatch)"), "{out}");
-    assert!(out.contains("samples/access.log:1412: expected ` [` before $time_local"), "{out}");
+    assert!(
+        out.contains("Totals: 2823 lines read, 2822 parsed, 1 skipped (log format: keywatch)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("samples/access.log:1412: expected ` [` before $time_local"),
+        "{out}"
+    );
 }
 
 #[test]
 fn json_output_follows_the_documented_schema() {
     let kw = Kw::new();
-    let o = kw.run(&["--config", "samples/keywatch.toml", "scan", "--output", "json", "samples/access.log"]);
+    let o = kw.run(&[
+        "--config",
+        "samples/keywatch.toml",
+        "scan",
+        "--output",
+        "json",
+        "samples/access.log",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let objs = json_lines(&stdout(&o));
     let types: Vec<&str> = objs.iter().map(|v| v["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["finding", "finding", "summary", "totals"]);
     let f = &objs[0];
-    for field in ["rule", "severity", "key_id", "key", "client", "first_seen", "last_seen", "count", "message"] {
+    for field in [
+        "rule",
+        "severity",
+        "key_id",
+        "key",
+        "client",
+        "first_seen",
+        "last_seen",
+        "count",
+        "message",
+    ] {
         assert!(!f[field].is_null(), "finding lacks {field}: {f}");
     }
     assert_eq!(f["rule"], "key_in_url");
     assert_eq!(f["place"], "query");
     assert_eq!(f["count"], 37);
-    assert_eq!(f["first_seen"].as_str().unwrap().len(), "2026-11-27T05:52:36Z".len());
+    assert_eq!(
+        f["first_seen"].as_str().unwrap().len(),
+        "2026-11-27T05:52:36Z".len()
+    );
     let s = &objs[2];
     assert_eq!(s["day"], "2026-11-27");
     assert_eq!(s["timezone"], "UTC");
@@ -55,33 +98,85 @@ fn json_output_follows_the_documented_schema() {
     let billing = &keys[0];
     assert_eq!(billing["name"], "billing-service");
     assert_eq!(billing["requests"], 1100);
-    for field in ["key_id", "key", "status", "rejected", "bytes", "clients", "first_seen", "last_seen"] {
+    for field in [
+        "key_id",
+        "key",
+        "status",
+        "rejected",
+        "bytes",
+        "clients",
+        "first_seen",
+        "last_seen",
+    ] {
         assert!(!billing[field].is_null(), "key lacks {field}");
     }
     let status = &billing["status"];
-    let sum: u64 = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"].iter().map(|c| status[c].as_u64().unwrap()).sum();
+    let sum: u64 = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"]
+        .iter()
+        .map(|c| status[c].as_u64().unwrap())
+        .sum();
     assert_eq!(sum, 1100);
     let legacy = keys.iter().find(|k| k["name"] == "legacy-widget").unwrap();
-    assert_eq!((legacy["rejected"].as_u64(), legacy["401"].as_u64()), (Some(96), Some(96)));
+    assert_eq!(
+        (legacy["rejected"].as_u64(), legacy["401"].as_u64()),
+        (Some(96), Some(96))
+    );
     assert_eq!(s["keyless"]["requests"], 441);
     let t = &objs[3];
-    assert_eq!((t["lines"].as_u64(), t["parsed"].as_u64(), t["skipped"].as_u64()), (Some(2823), Some(2822), Some(1)));
+    assert_eq!(
+        (
+            t["lines"].as_u64(),
+            t["parsed"].as_u64(),
+            t["skipped"].as_u64()
+        ),
+        (Some(2823), Some(2822), Some(1))
+    );
     assert_eq!(t["skipped_lines"][0]["line"], 1412);
 }
 
 #[test]
 fn format_is_detected_and_announced() {
     let kw = Kw::new();
-    let o = kw.run(&["--timezone", "UTC", "scan", "../shared/real-logs/lnav_logfile_shop_access_log.0"]);
+    let o = kw.run(&[
+        "--timezone",
+        "UTC",
+        "scan",
+        "../shared/real-logs/lnav_logfile_shop_access_log.0",
+    ]);
     assert!(o.status.success());
-    assert!(stderr(&o).contains("log format \"main\" detected (1000 of 1000 sample lines parse)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("log format \"main\" detected (1000 of 1000 sample lines parse)"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 fn two_day_log(key: &str) -> String {
     [
-        line("192.0.2.1", "27/Nov/2026:23:30:00 +0000", "/v1/a", 200, "-", key),
-        line("192.0.2.1", "28/Nov/2026:00:30:00 +0000", "/v1/a", 200, "-", key),
-        line("192.0.2.2", "28/Nov/2026:09:30:00 +0000", "/v1/b", 401, "-", key),
+        line(
+            "192.0.2.1",
+            "27/Nov/2026:23:30:00 +0000",
+            "/v1/a",
+            200,
+            "-",
+            key,
+        ),
+        line(
+            "192.0.2.1",
+            "28/Nov/2026:00:30:00 +0000",
+            "/v1/a",
+            200,
+            "-",
+            key,
+        ),
+        line(
+            "192.0.2.2",
+            "28/Nov/2026:09:30:00 +0000",
+            "/v1/b",
+            401,
+            "-",
+            key,
+        ),
     ]
     .join("\n")
         + "\n"
@@ -93,18 +188,38 @@ fn days_are_cut_in_the_chosen_time_zone() {
     let key = random_key("kwt_", 24);
     let log = kw.write("two.log", two_day_log(&key));
     let days = |tz: &str| -> Vec<(String, u64)> {
-        let o = kw.run(&["--timezone", tz, "scan", "-o", "json", "-f", TEST_FORMAT, log.to_str().unwrap()]);
+        let o = kw.run(&[
+            "--timezone",
+            tz,
+            "scan",
+            "-o",
+            "json",
+            "-f",
+            TEST_FORMAT,
+            log.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         json_lines(&stdout(&o))
             .into_iter()
             .filter(|v| v["type"] == "summary")
-            .map(|v| (v["day"].as_str().unwrap().to_string(), v["keys"][0]["requests"].as_u64().unwrap()))
+            .map(|v| {
+                (
+                    v["day"].as_str().unwrap().to_string(),
+                    v["keys"][0]["requests"].as_u64().unwrap(),
+                )
+            })
             .collect()
     };
-    assert_eq!(days("UTC"), [("2026-11-27".into(), 1), ("2026-11-28".into(), 2)]);
+    assert_eq!(
+        days("UTC"),
+        [("2026-11-27".into(), 1), ("2026-11-28".into(), 2)]
+    );
     // In Tokyo (UTC+9) all three fall on 28 November.
     assert_eq!(days("Asia/Tokyo"), [("2026-11-28".into(), 3)]);
-    assert_eq!(days("-05:00"), [("2026-11-27".into(), 2), ("2026-11-28".into(), 1)]);
+    assert_eq!(
+        days("-05:00"),
+        [("2026-11-27".into(), 2), ("2026-11-28".into(), 1)]
+    );
 }
 
 #[test]
@@ -122,7 +237,21 @@ fn gzip_files_and_standard_input_read_like_plain_files() {
         gz.extend(enc.finish().unwrap());
     }
     let gzipped = kw.write("rotated.log.1.gz", gz);
-    let args = |f: &str| vec!["--timezone", "UTC", "scan", "-o", "json", "-f", TEST_FORMAT, f].into_iter().map(String::from).collect::<Vec<_>>();
+    let args = |f: &str| {
+        vec![
+            "--timezone",
+            "UTC",
+            "scan",
+            "-o",
+            "json",
+            "-f",
+            TEST_FORMAT,
+            f,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()
+    };
     let run = |f: &str| {
         let a = args(f);
         let o = kw.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
@@ -130,10 +259,18 @@ fn gzip_files_and_standard_input_read_like_plain_files() {
         stdout(&o)
     };
     let from_plain = run(plain.to_str().unwrap());
-    let strip = |s: &str| s.lines().filter(|l| !l.contains("\"totals\"")).collect::<Vec<_>>().join("\n");
+    let strip = |s: &str| {
+        s.lines()
+            .filter(|l| !l.contains("\"totals\""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     assert_eq!(strip(&run(gzipped.to_str().unwrap())), strip(&from_plain));
     let a = args("-");
-    let o = kw.run_stdin(&a.iter().map(String::as_str).collect::<Vec<_>>(), text.as_bytes());
+    let o = kw.run_stdin(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        text.as_bytes(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(strip(&stdout(&o)), strip(&from_plain));
     assert!(stdout(&o).contains("\"file\":\"<stdin>\""));
@@ -146,7 +283,10 @@ fn detection_works_on_standard_input_too() {
     let o = kw.run_stdin(&["--timezone", "UTC", "scan", "-o", "json", "-"], &data);
     assert!(o.status.success(), "{}", stderr(&o));
     let totals = json_lines(&stdout(&o)).pop().unwrap();
-    assert_eq!((totals["lines"].as_u64(), totals["parsed"].as_u64()), (Some(1000), Some(1000)));
+    assert_eq!(
+        (totals["lines"].as_u64(), totals["parsed"].as_u64()),
+        (Some(1000), Some(1000))
+    );
     assert_eq!(totals["format"], "main");
 }
 
@@ -159,14 +299,40 @@ fn key_field_option_names_the_variable() {
         format!("192.0.2.7 - - [01/Mar/2025:10:00:00 +0000] \"GET /v1/x HTTP/1.1\" 200 5 \"-\" \"ua\" \"{key}\"\n"),
     );
     let fmt = r#"log_format api '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_client_token"';"#;
-    let o = kw.run(&["--timezone", "UTC", "scan", "-o", "json", "-f", fmt, "--key-field", "$http_x_client_token", log.to_str().unwrap()]);
+    let o = kw.run(&[
+        "--timezone",
+        "UTC",
+        "scan",
+        "-o",
+        "json",
+        "-f",
+        fmt,
+        "--key-field",
+        "$http_x_client_token",
+        log.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let summary = json_lines(&stdout(&o)).into_iter().find(|v| v["type"] == "summary").unwrap();
+    let summary = json_lines(&stdout(&o))
+        .into_iter()
+        .find(|v| v["type"] == "summary")
+        .unwrap();
     assert_eq!(summary["keys"].as_array().unwrap().len(), 1);
     assert_eq!(summary["keyless"]["requests"], 0);
     // Without the option the variable is not a key source.
-    let o = kw.run(&["--timezone", "UTC", "scan", "-o", "json", "-f", fmt, log.to_str().unwrap()]);
-    let summary = json_lines(&stdout(&o)).into_iter().find(|v| v["type"] == "summary").unwrap();
+    let o = kw.run(&[
+        "--timezone",
+        "UTC",
+        "scan",
+        "-o",
+        "json",
+        "-f",
+        fmt,
+        log.to_str().unwrap(),
+    ]);
+    let summary = json_lines(&stdout(&o))
+        .into_iter()
+        .find(|v| v["type"] == "summary")
+        .unwrap();
     assert_eq!(summary["keyless"]["requests"], 1);
 }
 
@@ -175,11 +341,24 @@ fn exit_status_and_message_name_the_problem() {
     let kw = Kw::new();
     let o = kw.run(&["scan", "/nonexistent/access.log"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("/nonexistent/access.log"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/access.log"),
+        "{}",
+        stderr(&o)
+    );
 
-    let o = kw.run(&["scan", "-f", "log_format x escape=xml '$msec';", "samples/access.log"]);
+    let o = kw.run(&[
+        "scan",
+        "-f",
+        "log_format x escape=xml '$msec';",
+        "samples/access.log",
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--log-format: log format: unknown escape=\"xml\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--log-format: log format: unknown escape=\"xml\""),
+        "{}",
+        stderr(&o)
+    );
 
     let o = kw.run(&["scan", "-f", "$remote_addr $status", "samples/access.log"]);
     assert_eq!(o.status.code(), Some(2));
@@ -187,13 +366,28 @@ fn exit_status_and_message_name_the_problem() {
 
     let o = kw.run(&["--timezone", "Mars/Olympus", "scan", "samples/access.log"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--timezone: unknown time zone \"Mars/Olympus\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--timezone: unknown time zone \"Mars/Olympus\""),
+        "{}",
+        stderr(&o)
+    );
 
-    let bad = kw.write("bad.toml", "timezone = \"UTC\"\n\n[keys]\nprefixs = [\"kw_\"]\n");
-    let o = kw.run(&["--config", bad.to_str().unwrap(), "scan", "samples/access.log"]);
+    let bad = kw.write(
+        "bad.toml",
+        "timezone = \"UTC\"\n\n[keys]\nprefixs = [\"kw_\"]\n",
+    );
+    let o = kw.run(&[
+        "--config",
+        bad.to_str().unwrap(),
+        "scan",
+        "samples/access.log",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("bad.toml: line 4: unknown field `prefixs`"), "{err}");
+    assert!(
+        err.contains("bad.toml: line 4: unknown field `prefixs`"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "one-line error: {err}");
 
     let o = kw.run(&["scan"]);
@@ -209,10 +403,27 @@ fn large_files_scan_the_same_on_one_thread_and_many() {
     while text.len() < 10 << 20 {
         let k = &keys[(i * i % 47) as usize];
         let secs = i / 40;
-        let t = format!("{:02}/Nov/2026:{:02}:{:02}:{:02} +0000", 20 + secs / 86_400 % 5, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-        let target = if i % 997 == 0 { format!("/v1/x?api_key={k}") } else { format!("/v1/items/{}", i % 1000) };
+        let t = format!(
+            "{:02}/Nov/2026:{:02}:{:02}:{:02} +0000",
+            20 + secs / 86_400 % 5,
+            secs / 3600 % 24,
+            secs / 60 % 60,
+            secs % 60
+        );
+        let target = if i % 997 == 0 {
+            format!("/v1/x?api_key={k}")
+        } else {
+            format!("/v1/items/{}", i % 1000)
+        };
         let status = [200, 200, 200, 401, 404, 500, 304][(i % 7) as usize];
-        text.push_str(&line(&format!("198.51.100.{}", i % 200), &t, &target, status, "-", if i % 9 == 0 { "-" } else { k }));
+        text.push_str(&line(
+            &format!("198.51.100.{}", i % 200),
+            &t,
+            &target,
+            status,
+            "-",
+            if i % 9 == 0 { "-" } else { k },
+        ));
         text.push('\n');
         if i % 50_000 == 7 {
             text.push_str("garbage line that does not parse\n");
@@ -221,7 +432,18 @@ fn large_files_scan_the_same_on_one_thread_and_many() {
     }
     let log = kw.write("big.log", &text);
     let run = |threads: &str| {
-        let o = kw.run(&["--timezone", "UTC", "scan", "-o", "json", "-j", threads, "-f", TEST_FORMAT, log.to_str().unwrap()]);
+        let o = kw.run(&[
+            "--timezone",
+            "UTC",
+            "scan",
+            "-o",
+            "json",
+            "-j",
+            threads,
+            "-f",
+            TEST_FORMAT,
+            log.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         stdout(&o)
     };
@@ -231,7 +453,10 @@ fn large_files_scan_the_same_on_one_thread_and_many() {
     let totals = json_lines(&one).pop().unwrap();
     assert!(totals["skipped"].as_u64().unwrap() >= 1);
     let first_skip = totals["skipped_lines"][0]["line"].as_u64().unwrap();
-    assert_eq!(first_skip, 9, "line numbers count from the start of the file");
+    assert_eq!(
+        first_skip, 9,
+        "line numbers count from the start of the file"
+    );
 }
 
 #[test]
@@ -239,12 +464,53 @@ fn over_long_lines_are_counted_not_buffered() {
     let kw = Kw::new();
     let key = random_key("kwt_", 24);
     let long = format!("{}\n", "x".repeat(300_000));
-    let text = format!("{}\n{long}{}\n", line("192.0.2.1", "01/Mar/2025:10:00:00 +0000", "/a", 200, "-", &key), line("192.0.2.1", "01/Mar/2025:10:00:01 +0000", "/b", 200, "-", &key));
+    let text = format!(
+        "{}\n{long}{}\n",
+        line(
+            "192.0.2.1",
+            "01/Mar/2025:10:00:00 +0000",
+            "/a",
+            200,
+            "-",
+            &key
+        ),
+        line(
+            "192.0.2.1",
+            "01/Mar/2025:10:00:01 +0000",
+            "/b",
+            200,
+            "-",
+            &key
+        )
+    );
     let log = kw.write("long.log", text);
-    let o = kw.run(&["--timezone", "UTC", "scan", "-o", "json", "--max-line-length", "65536", "-f", TEST_FORMAT, log.to_str().unwrap()]);
+    let o = kw.run(&[
+        "--timezone",
+        "UTC",
+        "scan",
+        "-o",
+        "json",
+        "--max-line-length",
+        "65536",
+        "-f",
+        TEST_FORMAT,
+        log.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let totals = json_lines(&stdout(&o)).pop().unwrap();
-    assert_eq!((totals["lines"].as_u64(), totals["parsed"].as_u64(), totals["skipped"].as_u64()), (Some(3), Some(2), Some(1)));
+    assert_eq!(
+        (
+            totals["lines"].as_u64(),
+            totals["parsed"].as_u64(),
+            totals["skipped"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1))
+    );
     assert_eq!(totals["skipped_lines"][0]["line"], 2);
-    assert!(totals["skipped_lines"][0]["error"].as_str().unwrap().contains("300000 bytes"));
+    assert!(
+        totals["skipped_lines"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("300000 bytes")
+    );
 }

@@ -33,31 +33,101 @@ fn count(file: &str, format: &LogFormat) -> (usize, usize, usize) {
         body = &body[..body.len() - 1];
     }
     let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
-    let parsed = lines.iter().filter(|l| format.parse(l, &mut scratch).is_ok()).count();
+    let parsed = lines
+        .iter()
+        .filter(|l| format.parse(l, &mut scratch).is_ok())
+        .count();
     (lines.len(), parsed, lines.len() - parsed)
 }
 
 /// (file, preset that must be detected, lines, parsed, skipped, why the skipped lines are skipped)
 const REAL_LOGS: &[(&str, &str, usize, usize, usize, &str)] = &[
-    ("elastic-examples_apache_logs.log", "apache-combined", 10_000, 9_999, 1, "line 8899 is cut off inside the user agent"),
-    ("fail2ban_nginx-bad-request.log", "main", 23, 8, 15, "8 failJSON comments, 7 blank lines"),
-    ("fail2ban_nginx-botsearch.log", "main", 43, 8, 35, "14 comments, 15 blank lines, 6 nginx error-log lines"),
+    (
+        "elastic-examples_apache_logs.log",
+        "apache-combined",
+        10_000,
+        9_999,
+        1,
+        "line 8899 is cut off inside the user agent",
+    ),
+    (
+        "fail2ban_nginx-bad-request.log",
+        "main",
+        23,
+        8,
+        15,
+        "8 failJSON comments, 7 blank lines",
+    ),
+    (
+        "fail2ban_nginx-botsearch.log",
+        "main",
+        43,
+        8,
+        35,
+        "14 comments, 15 blank lines, 6 nginx error-log lines",
+    ),
     ("lnav_logfile_access_log.0", "combined", 3, 3, 0, ""),
-    ("lnav_logfile_bad_access_log.0", "combined", 3, 2, 1, "line 2 lacks the `- -` ident and user fields"),
-    ("lnav_logfile_shop_access_log.0", "main", 1_000, 1_000, 0, ""),
-    ("lnav_logfile_caddy_log.0", "caddy", 39, 4, 35, "35 Caddy messages that are not request entries"),
+    (
+        "lnav_logfile_bad_access_log.0",
+        "combined",
+        3,
+        2,
+        1,
+        "line 2 lacks the `- -` ident and user fields",
+    ),
+    (
+        "lnav_logfile_shop_access_log.0",
+        "main",
+        1_000,
+        1_000,
+        0,
+        "",
+    ),
+    (
+        "lnav_logfile_caddy_log.0",
+        "caddy",
+        39,
+        4,
+        35,
+        "35 Caddy messages that are not request entries",
+    ),
     ("lnav_logfile_caddy_log.1", "caddy", 4, 4, 0, ""),
     // Not access logs of a supported server: every line is counted as skipped, none is fatal.
-    ("fail2ban_haproxy-http-auth.log", "combined", 8, 0, 8, "HAProxy httplog over syslog, and comments"),
-    ("lnav_logfile_haproxy.0", "combined", 17, 0, 17, "HAProxy httplog over syslog"),
-    ("lnav_logfile_w3c.0", "combined", 5, 0, 5, "IIS W3C with #-directives"),
+    (
+        "fail2ban_haproxy-http-auth.log",
+        "combined",
+        8,
+        0,
+        8,
+        "HAProxy httplog over syslog, and comments",
+    ),
+    (
+        "lnav_logfile_haproxy.0",
+        "combined",
+        17,
+        0,
+        17,
+        "HAProxy httplog over syslog",
+    ),
+    (
+        "lnav_logfile_w3c.0",
+        "combined",
+        5,
+        0,
+        5,
+        "IIS W3C with #-directives",
+    ),
 ];
 
 #[test]
 fn every_real_log_parses_with_its_preset_and_documented_skips() {
     for (file, name, lines, parsed, skipped, why) in REAL_LOGS {
         let got = count(file, &preset(name));
-        assert_eq!(got, (*lines, *parsed, *skipped), "{file} with {name} ({why})");
+        assert_eq!(
+            got,
+            (*lines, *parsed, *skipped),
+            "{file} with {name} ({why})"
+        );
     }
 }
 
@@ -77,15 +147,22 @@ fn detection_picks_the_right_preset_for_each_real_log() {
 fn skipped_lines_say_where_parsing_failed() {
     let bytes = std::fs::read(shared().join("real-logs/lnav_logfile_bad_access_log.0")).unwrap();
     let line = bytes.split(|&b| b == b'\n').nth(1).unwrap();
-    let err = preset("combined").parse(line, &mut ParseScratch::default()).unwrap_err();
-    assert_eq!(err.to_string(), "expected ` - ` before $remote_user at byte 15");
+    let err = preset("combined")
+        .parse(line, &mut ParseScratch::default())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "expected ` - ` before $remote_user at byte 15"
+    );
 }
 
 /// The 20 lines of FORMATS.md section (c), verbatim, read from the file.
 fn hostile_lines() -> Vec<Vec<u8>> {
     let doc = std::fs::read(shared().join("FORMATS.md")).unwrap();
     let doc = String::from_utf8_lossy(&doc);
-    let start = doc.find("## (c) 20 nasty lines").expect("section (c) in FORMATS.md");
+    let start = doc
+        .find("## (c) 20 nasty lines")
+        .expect("section (c) in FORMATS.md");
     let block = &doc[start..];
     let open = block.find("```\n").unwrap() + 4;
     let close = open + block[open..].find("\n```").unwrap();
@@ -94,8 +171,15 @@ fn hostile_lines() -> Vec<Vec<u8>> {
         .enumerate()
         .map(|(i, l)| {
             let n = i + 1;
-            let prefix = if n < 10 { format!("{n}  ") } else { format!("{n} ") };
-            l.strip_prefix(&prefix).unwrap_or_else(|| panic!("line {n} numbered")).as_bytes().to_vec()
+            let prefix = if n < 10 {
+                format!("{n}  ")
+            } else {
+                format!("{n} ")
+            };
+            l.strip_prefix(&prefix)
+                .unwrap_or_else(|| panic!("line {n} numbered"))
+                .as_bytes()
+                .to_vec()
         })
         .collect();
     assert_eq!(lines.len(), 20);
@@ -134,7 +218,12 @@ fn hostile_lines_parse_to_documented_fields() {
 
     // 2: RDP probe, main format.
     let r = parse_with(&main, &l[1]);
-    assert!(r.request.unwrap().decode().starts_with(b"\x03\x00\x00/*\xE0"));
+    assert!(
+        r.request
+            .unwrap()
+            .decode()
+            .starts_with(b"\x03\x00\x00/*\xE0")
+    );
     assert!(r.method.is_none());
     assert_eq!(r.time_ms, utc("2015-01-20T18:53:28Z"));
 
@@ -157,7 +246,10 @@ fn hostile_lines_parse_to_documented_fields() {
 
     // 6: scanner garbage.
     let r = parse_with(&combined, &l[5]);
-    assert_eq!(text(r.request).as_deref(), Some("MGLNDD_192.241.213.192_443"));
+    assert_eq!(
+        text(r.request).as_deref(),
+        Some("MGLNDD_192.241.213.192_443")
+    );
     assert_eq!(r.time_ms, utc("2022-09-18T08:03:39Z"));
 
     // 7: SOCKS4 probe, and trailing extra fields tolerated.
@@ -167,17 +259,32 @@ fn hostile_lines_parse_to_documented_fields() {
 
     // 8: a line cut off inside the user agent does not parse, and says where.
     let apache = preset("apache-combined");
-    let err = apache.parse(&l[7], &mut ParseScratch::default()).unwrap_err();
+    let err = apache
+        .parse(&l[7], &mut ParseScratch::default())
+        .unwrap_err();
     assert!(err.to_string().starts_with("expected"), "{err}");
 
     // 9: Apache's lowercase \xhh in the Referer decode to the raw cp1251 bytes.
     let r = parse_with(&apache, &l[8]);
-    assert!(r.referer.unwrap().decode().starts_with(b"http://\xe4\xe5\xe3\xf2\xff\xf0\xed\xee\xe5-"));
-    assert_eq!(text(r.user_agent).as_deref(), Some("Mozilla/5.0 (Windows NT 6.1; rv:11.0) Gecko/20100101 Firefox/11.0"));
+    assert!(
+        r.referer
+            .unwrap()
+            .decode()
+            .starts_with(b"http://\xe4\xe5\xe3\xf2\xff\xf0\xed\xee\xe5-")
+    );
+    assert_eq!(
+        text(r.user_agent).as_deref(),
+        Some("Mozilla/5.0 (Windows NT 6.1; rv:11.0) Gecko/20100101 Firefox/11.0")
+    );
 
     // 10: missing ident and user fields: skipped with the place.
-    let err = combined.parse(&l[9], &mut ParseScratch::default()).unwrap_err();
-    assert_eq!(err.to_string(), "expected ` - ` before $remote_user at byte 15");
+    let err = combined
+        .parse(&l[9], &mut ParseScratch::default())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "expected ` - ` before $remote_user at byte 15"
+    );
 
     // 11: a custom format with $msec, a double space, a forwarded-for list
     // with ", " and $pipe; the time comes from $msec (the last time variable).
@@ -191,7 +298,10 @@ fn hostile_lines_parse_to_documented_fields() {
     assert_eq!(r.request_time_ms, Some(178));
     assert_eq!(r.bytes, Some(977));
     assert_eq!(text(r.method).as_deref(), Some("POST"));
-    assert_eq!(text(r.query).as_deref(), Some("next=/foo/member/000799/plans/"));
+    assert_eq!(
+        text(r.query).as_deref(),
+        Some("next=/foo/member/000799/plans/")
+    );
     assert_eq!(r.time_ms, 1_539_523_517_267);
 
     // 12: host:port and addr:port before the usual fields.
@@ -209,14 +319,24 @@ fn hostile_lines_parse_to_documented_fields() {
     assert!(text(r.path).unwrap().starts_with("/filter/27|13%20%D9%85"));
 
     // 14: no address field; an XSS payload stays percent-encoded.
-    let f = custom(r#"[$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#, &[]);
+    let f = custom(
+        r#"[$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#,
+        &[],
+    );
     let r = parse_with(&f, &l[13]);
-    assert_eq!(text(r.query).as_deref(), Some("%3Cimg%20src=x%20onerror=alert(1)%3E"));
+    assert_eq!(
+        text(r.query).as_deref(),
+        Some("%3Cimg%20src=x%20onerror=alert(1)%3E")
+    );
     assert_eq!(r.time_ms, utc("2020-08-03T17:49:08Z"));
 
     // 15, 16 (HAProxy) and 18 (AWS ALB) are other servers' formats: counted, never fatal.
     for i in [14, 15, 17] {
-        assert!(combined.parse(&l[i], &mut ParseScratch::default()).is_err(), "line {}", i + 1);
+        assert!(
+            combined.parse(&l[i], &mut ParseScratch::default()).is_err(),
+            "line {}",
+            i + 1
+        );
     }
 
     // 17: Caddy JSON behind a docker compose prefix.
@@ -257,11 +377,18 @@ fn crlf_endings_and_dash_versus_empty() {
     let line = b"::1 - - [01/Mar/2025:10:00:00 +0000] \"-\" 000 0 \"\" \"-\"\r";
     let r = parse_with(&combined, line);
     assert!(r.request.is_none(), "\"-\" is a request nginx did not have");
-    assert_eq!(r.referer.map(|t| t.raw.len()), Some(0), "\"\" is a present, empty header");
+    assert_eq!(
+        r.referer.map(|t| t.raw.len()),
+        Some(0),
+        "\"\" is a present, empty header"
+    );
     assert!(r.user_agent.is_none());
     assert_eq!(r.status, Some(0));
     assert_eq!(text(r.client).as_deref(), Some("::1"));
-    let r = parse_with(&combined, b"unix: - - [01/Mar/2025:10:00:00 +0000] \"GET / HTTP/0.9\" 009 5 \"-\" \"-\"");
+    let r = parse_with(
+        &combined,
+        b"unix: - - [01/Mar/2025:10:00:00 +0000] \"GET / HTTP/0.9\" 009 5 \"-\" \"-\"",
+    );
     assert_eq!(r.status, Some(9));
 }
 

@@ -34,8 +34,17 @@ fn formats() -> Vec<LogFormat> {
 }
 
 fn extractor() -> Extractor {
-    let sources = KeySources { prefixes: vec!["kw_".into()], remote_user: true, ..KeySources::default() };
-    Extractor::new(&KeySecret::from_bytes(b"property-test-secret"), sources, &[]).unwrap()
+    let sources = KeySources {
+        prefixes: vec!["kw_".into()],
+        remote_user: true,
+        ..KeySources::default()
+    };
+    Extractor::new(
+        &KeySecret::from_bytes(b"property-test-secret"),
+        sources,
+        &[],
+    )
+    .unwrap()
 }
 
 /// Values nginx never writes as themselves: `-` means "not found".
@@ -120,8 +129,12 @@ fn key_in_query_followed_by_ampersand_is_found() {
     // gitleaks-style line regexes miss a key that an `&` follows (DETECTION.md §1.3).
     let f = format::compile("combined", &[]).unwrap();
     let key = format!("kw_{}", "Q2x9Lp7vR4tZ8mK1bN6c");
-    let line = format!(r#"192.0.2.1 - - [01/Mar/2025:10:00:00 +0000] "GET /v1?api%5Fkey={key}&limit=3 HTTP/1.1" 200 1 "-" "-""#);
-    let r = f.parse(line.as_bytes(), &mut ParseScratch::default()).unwrap();
+    let line = format!(
+        r#"192.0.2.1 - - [01/Mar/2025:10:00:00 +0000] "GET /v1?api%5Fkey={key}&limit=3 HTTP/1.1" 200 1 "-" "-""#
+    );
+    let r = f
+        .parse(line.as_bytes(), &mut ParseScratch::default())
+        .unwrap();
     let ex = extractor();
     let mut s = KeyScratch::default();
     let k = ex.extract(&r, &mut s);

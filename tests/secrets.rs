@@ -11,7 +11,10 @@ fn b64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -28,9 +31,11 @@ const FORMAT: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $st
 #[test]
 fn no_raw_key_reaches_any_output_or_file() {
     let kw = Kw::new();
-    let keys: Vec<String> = (0..10).map(|i| random_key(if i == 5 { "kwt_" } else { "" }, 32 + i)).collect();
+    let keys: Vec<String> = (0..10)
+        .map(|i| random_key(if i == 5 { "kwt_" } else { "" }, 32 + i))
+        .collect();
     let t = |s: u32| format!("[01/Mar/2025:10:00:{s:02} +0000]");
-    let mut log = vec![
+    let mut log = [
         format!(r#"192.0.2.1 - - {} "GET /v1/items HTTP/1.1" 200 10 "-" "ua" "{}" "-""#, t(1), keys[0]),
         format!(r#"192.0.2.2 - - {} "GET /v1/items HTTP/1.1" 200 10 "-" "ua" "-" "Bearer {}""#, t(2), keys[1]),
         format!(r#"192.0.2.3 - - {} "GET /v1/items HTTP/1.1" 401 10 "-" "ua" "-" "Basic {}""#, t(3), b64(format!("{}:", keys[2]).as_bytes())),
@@ -76,15 +81,24 @@ fn no_raw_key_reaches_any_output_or_file() {
     assert_eq!(json.matches("\"rule\":\"key_in_url\"").count(), 5, "{json}");
     assert!(json.contains("\"skipped\":2"), "{json}");
     for f in files_below(&kw.state()) {
-        outputs.push((f.display().to_string(), String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned()));
+        outputs.push((
+            f.display().to_string(),
+            String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned(),
+        ));
     }
-    assert!(outputs.len() >= 5, "the state directory holds the key secret");
+    assert!(
+        outputs.len() >= 5,
+        "the state directory holds the key secret"
+    );
     for key in &keys {
         for (what, text) in &outputs {
             assert!(!text.contains(key.as_str()), "a whole key in {what}");
             for w in key.as_bytes().windows(12) {
                 let piece = std::str::from_utf8(w).unwrap();
-                assert!(!text.contains(piece), "12 characters of a key ({piece}) in {what}:\n{text}");
+                assert!(
+                    !text.contains(piece),
+                    "12 characters of a key ({piece}) in {what}:\n{text}"
+                );
             }
         }
     }

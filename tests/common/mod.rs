@@ -47,7 +47,14 @@ impl Kw {
     }
 
     pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self.cmd().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         child.stdin.take().unwrap().write_all(input).unwrap();
         child.wait_with_output().unwrap()
     }
@@ -66,7 +73,10 @@ pub fn random_key(prefix: &str, len: usize) -> String {
     const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = vec![0u8; len];
     getrandom::fill(&mut bytes).unwrap();
-    let body: String = bytes.iter().map(|b| ALNUM[usize::from(*b) % ALNUM.len()] as char).collect();
+    let body: String = bytes
+        .iter()
+        .map(|b| ALNUM[usize::from(*b) % ALNUM.len()] as char)
+        .collect();
     format!("{prefix}{body}")
 }
 
@@ -89,7 +99,9 @@ pub fn files_below(dir: &Path) -> Vec<PathBuf> {
 /// One combined-format line with a key field and request time appended
 /// (the `keywatch`-like test format used across the tests).
 pub fn line(ip: &str, time: &str, target: &str, status: u16, referer: &str, key: &str) -> String {
-    format!(r#"{ip} - - [{time}] "GET {target} HTTP/1.1" {status} 120 "{referer}" "test-agent/1.0" 0.012 "{key}""#)
+    format!(
+        r#"{ip} - - [{time}] "GET {target} HTTP/1.1" {status} 120 "{referer}" "test-agent/1.0" 0.012 "{key}""#
+    )
 }
 
 pub const TEST_FORMAT: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time "$http_x_api_key""#;

@@ -5,9 +5,7 @@
 //! cannot be checked against guessed keys offline) and a [`MaskedKey`] for
 //! people. Nothing else of the key is kept, written or shown.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +14,7 @@ use sha2::Sha256;
 use thiserror::Error;
 
 use crate::format::Record;
+use crate::hash::{FastMap, tag128};
 use crate::url;
 
 /// The environment variable that gives the key-id secret directly.
@@ -25,8 +24,14 @@ pub const SECRET_FILE: &str = "key-secret";
 
 /// A key's stable identifier: the first 8 bytes (16 hex characters) of
 /// HMAC-SHA256(secret, key).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KeyId(pub [u8; 8]);
+
+impl std::hash::Hash for KeyId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(u64::from_le_bytes(self.0));
+    }
+}
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -422,41 +427,29 @@ pub struct Extractor {
     sources: KeySources,
     /// Configured key names; [`KeyRef::name`] indexes this.
     pub names: Vec<String>,
-    names_by_id: HashMap<KeyId, u32>,
+    names_by_id: FastMap<KeyId, u32>,
     names_by_prefix: Vec<(Vec<u8>, u32)>,
+    /// Normalised query parameter names that carry keys.
+    param_classes: FastMap<Vec<u8>, ParamClass>,
 }
 
 /// How many distinct keys each thread remembers the id of.
 const ID_CACHE_LIMIT: usize = 1 << 16;
 
 /// Per-thread buffers and the id cache. The cache is keyed by a 128-bit
-/// SipHash of the key under random per-process keys, so it holds no key.
+/// seeded hash of the key ([`tag128`]), so it holds no key.
+#[derive(Default)]
 pub struct KeyScratch {
     decoded: Vec<u8>,
     presented: Vec<u8>,
     value: Vec<u8>,
     exposures: Vec<Exposure>,
-    cache: HashMap<u128, KeyRef>,
-    h1: RandomState,
-    h2: RandomState,
-}
-
-impl Default for KeyScratch {
-    fn default() -> Self {
-        KeyScratch {
-            decoded: Vec::new(),
-            presented: Vec::new(),
-            value: Vec::new(),
-            exposures: Vec::new(),
-            cache: HashMap::new(),
-            h1: RandomState::new(),
-            h2: RandomState::new(),
-        }
-    }
+    referer: Vec<u8>,
+    cache: FastMap<u128, KeyRef>,
 }
 
 /// What a query parameter's name says about its value.
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum ParamClass {
     Key,
     MaybeKey,
@@ -467,12 +460,20 @@ impl Extractor {
     pub fn new(secret: &KeySecret, sources: KeySources, names: &[KeyName]) -> Result<Self, String> {
         let mac =
             <Hmac<Sha256> as KeyInit>::new_from_slice(&secret.0).map_err(|e| e.to_string())?;
+        let mut param_classes = FastMap::default();
+        for p in &sources.ambiguous_params {
+            param_classes.insert(p.as_bytes().to_vec(), ParamClass::MaybeKey);
+        }
+        for p in &sources.query_params {
+            param_classes.insert(p.as_bytes().to_vec(), ParamClass::Key);
+        }
         let mut ex = Extractor {
             mac,
             sources,
             names: Vec::new(),
-            names_by_id: HashMap::new(),
+            names_by_id: FastMap::default(),
             names_by_prefix: Vec::new(),
+            param_classes,
         };
         for (i, n) in names.iter().enumerate() {
             let idx = i as u32;
@@ -520,7 +521,7 @@ impl Extractor {
             Some(n) if n > 0 => &raw[..raw.len().min(n)],
             _ => raw,
         };
-        let tag = u128::from(s.h1.hash_one(raw)) << 64 | u128::from(s.h2.hash_one(raw));
+        let tag = tag128(raw);
         if let Some(k) = s.cache.get(&tag) {
             return *k;
         }
@@ -545,20 +546,13 @@ impl Extractor {
 
     fn classify(&self, name: &[u8]) -> ParamClass {
         let mut buf = [0u8; 64];
-        let Some(n) = url::normalize_name(name, &mut buf) else {
-            return ParamClass::Other;
-        };
-        if self.sources.query_params.iter().any(|p| p.as_bytes() == n) {
-            ParamClass::Key
-        } else if self
-            .sources
-            .ambiguous_params
-            .iter()
-            .any(|p| p.as_bytes() == n)
-        {
-            ParamClass::MaybeKey
-        } else {
-            ParamClass::Other
+        match url::normalize_name(name, &mut buf) {
+            Some(n) => self
+                .param_classes
+                .get(n)
+                .copied()
+                .unwrap_or(ParamClass::Other),
+            None => ParamClass::Other,
         }
     }
 
@@ -611,12 +605,14 @@ impl Extractor {
             self.scan_path(&p.decode(), Place::Path, s);
         }
         if let Some(r) = rec.referer {
-            let r = r.decode();
-            let (path, query) = url::split_url(&r);
+            let mut buf = std::mem::take(&mut s.referer);
+            let r = r.decode_into(&mut buf);
+            let (path, query) = url::split_url(r);
             self.scan_path(path, Place::Referer, s);
             if let Some(q) = query {
                 self.scan_query(q, Place::Referer, s, false);
             }
+            s.referer = buf;
         }
         let key = source.map(|_| {
             let presented = std::mem::take(&mut s.presented);
@@ -671,7 +667,12 @@ impl Extractor {
     }
 
     fn scan_path(&self, path: &[u8], place: Place, s: &mut KeyScratch) {
-        if s.presented.is_empty() && self.sources.prefixes.is_empty() {
+        if self.sources.prefixes.is_empty()
+            && (s.presented.is_empty()
+                || (memchr::memchr(b'%', path).is_none()
+                    && memchr::memmem::find(path, &s.presented).is_none()))
+        {
+            // Neither a prefix to look for nor the presented key anywhere in the raw path.
             return;
         }
         for seg in url::path_segments(path) {

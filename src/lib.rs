@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod detect;
 pub mod format;
+pub mod hash;
 pub mod keys;
 pub mod output;
 pub mod pipeline;

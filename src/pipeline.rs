@@ -106,10 +106,10 @@ impl<'e> Analyzer<'e> {
     pub fn line(&mut self, line: &[u8], file: &Arc<str>, line_no: u64) {
         self.totals.lines += 1;
         let engine = self.engine;
-        let rec = match engine.format.parse(line, &mut self.parse) {
-            Ok(rec) => rec,
-            Err(error) => return self.skip(file, line_no, error, line),
-        };
+        let mut rec = Record::default();
+        if let Err(error) = engine.format.parse_into(line, &mut self.parse, &mut rec) {
+            return self.skip(file, line_no, error, line);
+        }
         self.totals.parsed += 1;
         let keyed = engine.extractor.extract(&rec, &mut self.keys);
         let key = keyed.key;

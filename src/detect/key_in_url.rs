@@ -4,10 +4,9 @@
 //!
 //! One finding per key and place, growing with each request.
 
-use std::collections::HashMap;
-
 use super::{Detector, Finding, Severity, key_phrase};
 use crate::format::escape::printable;
+use crate::hash::FastMap;
 use crate::keys::{KeyId, Place};
 use crate::pipeline::KeyedRequest;
 use crate::usage::{Distinct, KeyLabel};
@@ -29,7 +28,7 @@ struct Exposed {
 
 #[derive(Default)]
 pub struct KeyInUrl {
-    seen: HashMap<(KeyId, Place), Exposed>,
+    seen: FastMap<(KeyId, Place), Exposed>,
     pub untracked: u64,
 }
 

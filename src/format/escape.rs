@@ -32,11 +32,22 @@ pub fn decode(raw: &[u8], escape: Escape) -> Cow<'_, [u8]> {
         return Cow::Borrowed(raw);
     }
     let mut out = Vec::with_capacity(raw.len());
-    match escape {
-        Escape::Json => decode_json_into(raw, &mut out),
-        _ => decode_backslash_hex_into(raw, &mut out),
-    }
+    decode_escapes_into(raw, escape, &mut out);
     Cow::Owned(out)
+}
+
+/// Whether `raw` holds anything to decode under `escape`.
+pub fn has_escapes(raw: &[u8], escape: Escape) -> bool {
+    escape != Escape::None && memchr::memchr(b'\\', raw).is_some()
+}
+
+/// Decodes `raw` into `out` (appending), for callers that reuse a buffer.
+pub fn decode_escapes_into(raw: &[u8], escape: Escape, out: &mut Vec<u8>) {
+    match escape {
+        Escape::None => out.extend_from_slice(raw),
+        Escape::Json => decode_json_into(raw, out),
+        _ => decode_backslash_hex_into(raw, out),
+    }
 }
 
 fn hex_val(b: u8) -> Option<u8> {

@@ -161,7 +161,17 @@ impl JsonFormat {
             .push((path.to_ascii_lowercase().into_bytes().into(), field, rank));
     }
 
-    pub(crate) fn parse<'a>(
+    pub(crate) fn parse_into<'a>(
+        &self,
+        line: &'a [u8],
+        scratch: &mut ParseScratch,
+        out: &mut Record<'a>,
+    ) -> Result<(), ParseError> {
+        *out = self.parse(line, scratch)?;
+        Ok(())
+    }
+
+    fn parse<'a>(
         &self,
         line: &'a [u8],
         scratch: &mut ParseScratch,

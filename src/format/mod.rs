@@ -28,6 +28,19 @@ impl<'a> Text<'a> {
     pub fn decode(&self) -> Cow<'a, [u8]> {
         escape::decode(self.raw, self.escape)
     }
+
+    /// Like [`Text::decode`], but decodes into `buf` instead of allocating.
+    pub fn decode_into<'b>(&self, buf: &'b mut Vec<u8>) -> &'b [u8]
+    where
+        'a: 'b,
+    {
+        if !escape::has_escapes(self.raw, self.escape) {
+            return self.raw;
+        }
+        buf.clear();
+        escape::decode_escapes_into(self.raw, self.escape, buf);
+        buf
+    }
 }
 
 /// What the request of one log line was, as far as the format logs it.
@@ -255,8 +268,22 @@ impl LogFormat {
         line: &'a [u8],
         scratch: &mut ParseScratch,
     ) -> Result<Record<'a>, ParseError> {
+        let mut rec = Record::default();
+        self.parse_into(line, scratch, &mut rec).map(|()| rec)
+    }
+
+    /// Like [`LogFormat::parse`], filling `rec` (which must be fresh) in place:
+    /// the hot path, where moving a record around costs more than parsing a field.
+    pub fn parse_into<'a>(
+        &self,
+        line: &'a [u8],
+        scratch: &mut ParseScratch,
+        rec: &mut Record<'a>,
+    ) -> Result<(), ParseError> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(|b| b.is_ascii_whitespace()) {
+        if line.first().is_none_or(u8::is_ascii_whitespace)
+            && line.iter().all(u8::is_ascii_whitespace)
+        {
             return Err(ParseError {
                 at: 0,
                 kind: ErrorKind::Empty,
@@ -269,8 +296,8 @@ impl LogFormat {
             });
         }
         match self {
-            LogFormat::Nginx(f) => f.parse(line, scratch),
-            LogFormat::Json(f) => f.parse(line, scratch),
+            LogFormat::Nginx(f) => f.parse_into(line, scratch, rec),
+            LogFormat::Json(f) => f.parse_into(line, scratch, rec),
         }
     }
 

@@ -8,10 +8,9 @@
 //! writes raw quotes) the matcher backtracks to the next occurrence of the
 //! literal, within a fixed budget, so no line can make it run away.
 
-use memchr::memmem;
 use thiserror::Error;
 
-use super::time::{parse_epoch_seconds, parse_iso8601, parse_seconds_as_millis, parse_time_local};
+use super::time::{parse_epoch_seconds, parse_iso8601, parse_seconds_as_millis};
 use super::{ErrorKind, Escape, Field, ParseError, ParseScratch, Record, Text};
 
 /// How many candidate splits one line may try before it is declared ambiguous.
@@ -94,7 +93,6 @@ struct Item {
     var: Var,
     /// The literal that follows the variable (empty only for the last one).
     lit: Box<[u8]>,
-    finder: memmem::Finder<'static>,
 }
 
 /// A compiled nginx (or Apache, expressed in nginx variables) log format.
@@ -321,7 +319,6 @@ impl NginxFormat {
         let items = items
             .into_iter()
             .map(|(var, lit)| Item {
-                finder: memmem::Finder::new(&lit).into_owned(),
                 lit: lit.into(),
                 var,
             })
@@ -335,30 +332,71 @@ impl NginxFormat {
         })
     }
 
-    pub(crate) fn parse<'a>(
+    pub(crate) fn parse_into<'a>(
         &self,
         line: &'a [u8],
         scratch: &mut ParseScratch,
-    ) -> Result<Record<'a>, ParseError> {
-        if !line.starts_with(&self.prefix) {
+        rec: &mut Record<'a>,
+    ) -> Result<(), ParseError> {
+        if !starts_with(line, &self.prefix) {
             return Err(self.literal_error(0, None, 0));
         }
+        if self.parse_first_split(line, scratch, rec) {
+            return Ok(());
+        }
+        *rec = Record::default();
         let mut m = Matcher {
             format: self,
             line,
-            rec: Record::default(),
+            rec,
             scratch,
             budget: BACKTRACK_BUDGET,
             best: None,
         };
         if m.item(0, self.prefix.len()) {
-            Ok(m.rec)
+            Ok(())
         } else {
             Err(m.best.unwrap_or(ParseError {
                 at: 0,
                 kind: ErrorKind::TooAmbiguous,
             }))
         }
+    }
+
+    /// The fast path: every value ends at the first place it may end. When
+    /// that split is valid it is the one the backtracking matcher would find
+    /// first (it tries candidates in the same order), so the result is the
+    /// same; any doubt falls through to the matcher.
+    fn parse_first_split<'a>(
+        &self,
+        line: &'a [u8],
+        scratch: &mut ParseScratch,
+        rec: &mut Record<'a>,
+    ) -> bool {
+        let mut pos = self.prefix.len();
+        for item in &self.items {
+            let end = if item.var.shape.self_delimiting() {
+                pos + shape_len(item.var.shape, &line[pos..], self.escape)
+            } else {
+                match next_end(line, item, pos, self.escape) {
+                    Some(e) => e,
+                    None => return false,
+                }
+            };
+            let raw = &line[pos..end];
+            if item.var.shape == Shape::Token && memchr::memchr(b' ', raw).is_some() {
+                return false;
+            }
+            if !assign(rec, scratch, &item.var, raw, self.escape)
+                || !starts_with(&line[end..], &item.lit)
+            {
+                return false;
+            }
+            pos = end + item.lit.len();
+        }
+        let rest = &line[pos..];
+        let lit_space = self.items.last().is_some_and(|it| it.lit.ends_with(b" "));
+        rest.is_empty() || matches!(rest[0], b' ' | b'\t') || lit_space
     }
 
     /// The error for a literal missing at `at`; `item` is the index of the
@@ -387,16 +425,16 @@ impl NginxFormat {
     }
 }
 
-struct Matcher<'f, 'a, 's> {
+struct Matcher<'f, 'a, 's, 'r> {
     format: &'f NginxFormat,
     line: &'a [u8],
-    rec: Record<'a>,
+    rec: &'r mut Record<'a>,
     scratch: &'s mut ParseScratch,
     budget: u32,
     best: Option<ParseError>,
 }
 
-impl<'a> Matcher<'_, 'a, '_> {
+impl<'a> Matcher<'_, 'a, '_, '_> {
     fn fail(&mut self, err: ParseError) -> bool {
         if self.best.as_ref().is_none_or(|b| err.at >= b.at) {
             self.best = Some(err);
@@ -452,23 +490,13 @@ impl<'a> Matcher<'_, 'a, '_> {
     }
 
     /// The next place at or after `from` where the value of `item` may end.
-    fn next_end(&self, item: &Item, mut from: usize) -> Option<usize> {
-        let line = self.line;
-        if item.lit.is_empty() {
-            // The last variable ends at a space (extra trailing fields) or the end of the line.
-            return Some(memchr::memchr(b' ', &line[from..]).map_or(line.len(), |p| from + p));
-        }
-        loop {
-            let p = from + item.finder.find(&line[from..])?;
-            if item.lit[0] == b'"' && self.format.escape.backslash_quotes() && escaped(line, p) {
-                from = p + 1;
-                continue;
-            }
-            return Some(p);
-        }
+    #[inline]
+    fn next_end(&self, item: &Item, from: usize) -> Option<usize> {
+        next_end(self.line, item, from, self.format.escape)
     }
 
     /// Checks the value `pos..end` of item `i`, records it, and matches on.
+    #[inline]
     fn value(&mut self, i: usize, pos: usize, end: usize) -> bool {
         let item = &self.format.items[i];
         let raw = &self.line[pos..end];
@@ -482,7 +510,7 @@ impl<'a> Matcher<'_, 'a, '_> {
                 },
             });
         }
-        if !self.line[end..].starts_with(&item.lit) {
+        if !starts_with(&self.line[end..], &item.lit) {
             return self.fail(self.format.literal_error(end, Some(i), 0));
         }
         self.item(i + 1, end + item.lit.len())
@@ -506,53 +534,103 @@ impl<'a> Matcher<'_, 'a, '_> {
         })
     }
 
+    #[inline]
     fn assign(&mut self, var: &Var, raw: &'a [u8]) -> bool {
-        let escape = self.format.escape;
-        if !shape_ok(var.shape, raw, escape) {
-            return false;
-        }
-        let missing = raw == b"-";
-        let text = (!missing).then_some(Text { raw, escape });
-        let rec = &mut self.rec;
-        match var.field {
-            Field::Client => rec.client = text,
-            Field::User => rec.user = text,
-            Field::TimeLocal => match self.scratch.time.get(raw, parse_time_local) {
-                Some(t) => rec.time_ms = t,
-                None => return false,
-            },
-            Field::TimeIso8601 => match parse_iso8601(raw) {
-                Some(t) => rec.time_ms = t,
-                None => return false,
-            },
-            Field::TimeEpoch => match parse_epoch_seconds(raw) {
-                Some(t) => rec.time_ms = t,
-                None => return false,
-            },
-            Field::Request => match text {
-                Some(t) => rec.split_request(t),
-                None => rec.request = None,
-            },
-            Field::Method => rec.method = text,
-            Field::Target => {
-                if let Some(t) = text {
-                    rec.set_target(t);
-                }
-            }
-            Field::Path => rec.path = text,
-            Field::Query => rec.query = text.filter(|t| !t.raw.is_empty()),
-            Field::Protocol => rec.protocol = text,
-            Field::Status => rec.status = parse_u64(raw).and_then(|s| u16::try_from(s).ok()),
-            Field::Bytes => rec.bytes = Some(parse_u64(raw).unwrap_or(0)),
-            Field::Referer => rec.referer = text,
-            Field::UserAgent => rec.user_agent = text,
-            Field::RequestTime => rec.request_time_ms = parse_seconds_as_millis(raw),
-            Field::Key => rec.key = text,
-            Field::Authorization => rec.authorization = text,
-            Field::Other => {}
-        }
-        true
+        assign(self.rec, self.scratch, var, raw, self.format.escape)
     }
+}
+
+/// Checks `raw` against the variable's shape and stores it in `rec`.
+#[inline]
+fn assign<'a>(
+    rec: &mut Record<'a>,
+    scratch: &mut ParseScratch,
+    var: &Var,
+    raw: &'a [u8],
+    escape: Escape,
+) -> bool {
+    if !shape_ok(var.shape, raw, escape) {
+        return false;
+    }
+    let missing = raw == b"-";
+    let text = (!missing).then_some(Text { raw, escape });
+    match var.field {
+        Field::Client => rec.client = text,
+        Field::User => rec.user = text,
+        Field::TimeLocal => match scratch.time.time_local(raw) {
+            Some(t) => rec.time_ms = t,
+            None => return false,
+        },
+        Field::TimeIso8601 => match parse_iso8601(raw) {
+            Some(t) => rec.time_ms = t,
+            None => return false,
+        },
+        Field::TimeEpoch => match parse_epoch_seconds(raw) {
+            Some(t) => rec.time_ms = t,
+            None => return false,
+        },
+        Field::Request => match text {
+            Some(t) => rec.split_request(t),
+            None => rec.request = None,
+        },
+        Field::Method => rec.method = text,
+        Field::Target => {
+            if let Some(t) = text {
+                rec.set_target(t);
+            }
+        }
+        Field::Path => rec.path = text,
+        Field::Query => rec.query = text.filter(|t| !t.raw.is_empty()),
+        Field::Protocol => rec.protocol = text,
+        Field::Status => rec.status = parse_u64(raw).and_then(|s| u16::try_from(s).ok()),
+        Field::Bytes => rec.bytes = Some(parse_u64(raw).unwrap_or(0)),
+        Field::Referer => rec.referer = text,
+        Field::UserAgent => rec.user_agent = text,
+        Field::RequestTime => rec.request_time_ms = parse_seconds_as_millis(raw),
+        Field::Key => rec.key = text,
+        Field::Authorization => rec.authorization = text,
+        Field::Other => {}
+    }
+    true
+}
+
+/// The next place at or after `from` where the value of `item` may end.
+#[inline]
+fn next_end(line: &[u8], item: &Item, mut from: usize, escape: Escape) -> Option<usize> {
+    if item.lit.is_empty() {
+        // The last variable ends at a space (extra trailing fields) or the end of the line.
+        return Some(memchr::memchr(b' ', &line[from..]).map_or(line.len(), |p| from + p));
+    }
+    // Literals are short: find their first byte, then compare.
+    let first = item.lit[0];
+    loop {
+        let p = from + find_byte(first, &line[from..])?;
+        if !starts_with(&line[p..], &item.lit)
+            || (first == b'"' && escape.backslash_quotes() && escaped(line, p))
+        {
+            from = p + 1;
+            continue;
+        }
+        return Some(p);
+    }
+}
+
+/// The first `b` in `hay`. Most fields are a few bytes long, where a plain
+/// loop beats the set-up of a vectorised search; longer ones go to memchr.
+#[inline]
+fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
+    let head = hay.len().min(16);
+    match hay[..head].iter().position(|&c| c == b) {
+        Some(p) => Some(p),
+        None => memchr::memchr(b, &hay[head..]).map(|p| p + head),
+    }
+}
+
+/// `hay.starts_with(lit)` for the short literals of a format, without a
+/// call to `memcmp` (which costs more than the comparison itself).
+#[inline]
+fn starts_with(hay: &[u8], lit: &[u8]) -> bool {
+    hay.len() >= lit.len() && hay.iter().zip(lit).all(|(a, b)| a == b)
 }
 
 /// Whether the byte at `p` is preceded by an odd number of backslashes.

@@ -1,8 +1,6 @@
 //! A small log-linear histogram of request times (milliseconds) whose
 //! percentiles are within about 3% of the true value and which merges exactly.
 
-use std::collections::BTreeMap;
-
 /// Bucket index: exact below 64 ms, then 32 buckets per power of two.
 fn bucket(ms: u32) -> u16 {
     if ms < 64 {
@@ -24,21 +22,31 @@ fn lower_bound(b: u16) -> u32 {
     (32 + sub) << (e - 5)
 }
 
+/// Counts per bucket, indexed directly (a few hundred buckets at most,
+/// allocated only up to the largest value seen).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Histogram {
-    counts: BTreeMap<u16, u64>,
+    counts: Vec<u64>,
     total: u64,
 }
 
 impl Histogram {
+    #[inline]
     pub fn record(&mut self, ms: u32) {
-        *self.counts.entry(bucket(ms)).or_default() += 1;
+        let b = usize::from(bucket(ms));
+        if b >= self.counts.len() {
+            self.counts.resize(b + 1, 0);
+        }
+        self.counts[b] += 1;
         self.total += 1;
     }
 
     pub fn merge(&mut self, other: &Histogram) {
-        for (b, c) in &other.counts {
-            *self.counts.entry(*b).or_default() += c;
+        if other.counts.len() > self.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
         }
         self.total += other.total;
     }
@@ -54,10 +62,10 @@ impl Histogram {
         }
         let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
         let mut seen = 0;
-        for (b, c) in &self.counts {
+        for (b, c) in self.counts.iter().enumerate() {
             seen += c;
             if seen >= rank {
-                return Some(lower_bound(*b));
+                return Some(lower_bound(b as u16));
             }
         }
         None

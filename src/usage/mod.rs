@@ -7,10 +7,11 @@
 pub mod distinct;
 pub mod histogram;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
+use crate::hash::FastMap;
 use crate::keys::{KeyId, KeyRef, MaskedKey};
 pub use distinct::Distinct;
 pub use histogram::Histogram;
@@ -96,7 +97,7 @@ impl KeyUsage {
 /// One day: every key's usage and the requests that carried no key.
 #[derive(Clone, Debug, Default)]
 pub struct DayUsage {
-    pub keys: HashMap<KeyId, KeyUsage>,
+    pub keys: FastMap<KeyId, KeyUsage>,
     pub keyless: KeyUsage,
 }
 
@@ -111,7 +112,7 @@ pub struct KeyLabel {
 #[derive(Clone, Debug, Default)]
 pub struct Usage {
     pub days: BTreeMap<NaiveDate, DayUsage>,
-    pub labels: HashMap<KeyId, KeyLabel>,
+    pub labels: FastMap<KeyId, KeyLabel>,
 }
 
 /// What usage needs from one request.
@@ -129,13 +130,16 @@ impl Usage {
     pub fn record(&mut self, hit: &Hit) {
         let day = self.days.entry(hit.day).or_default();
         let usage = match hit.key {
-            Some(k) => {
-                self.labels.entry(k.id).or_insert(KeyLabel {
-                    masked: k.masked,
-                    name: k.name,
-                });
-                day.keys.entry(k.id).or_default()
-            }
+            Some(k) => match day.keys.get_mut(&k.id) {
+                Some(u) => u,
+                None => {
+                    self.labels.entry(k.id).or_insert(KeyLabel {
+                        masked: k.masked,
+                        name: k.name,
+                    });
+                    day.keys.entry(k.id).or_default()
+                }
+            },
             None => &mut day.keyless,
         };
         usage.record(
@@ -162,7 +166,7 @@ impl Usage {
 
     /// Every key's usage over all days, largest first.
     pub fn by_key(&self) -> Vec<(KeyId, KeyUsage)> {
-        let mut all: HashMap<KeyId, KeyUsage> = HashMap::new();
+        let mut all: FastMap<KeyId, KeyUsage> = FastMap::default();
         for day in self.days.values() {
             for (id, u) in &day.keys {
                 all.entry(*id).or_default().merge(u);

@@ -517,11 +517,24 @@ fn over_long_lines_are_counted_not_buffered() {
 
 #[test]
 fn readme_shows_the_sample_report_as_it_is() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("```text\n").expect("a text block in the README") + 8;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```text\n")
+        .expect("a text block in the README")
+        + 8;
     let end = start + readme[start..].find("```").unwrap();
     let kw = Kw::new();
-    let o = kw.run(&["--config", "samples/keywatch.toml", "scan", "samples/access.log"]);
+    let o = kw.run(&[
+        "--config",
+        "samples/keywatch.toml",
+        "scan",
+        "samples/access.log",
+    ]);
     assert!(o.status.success());
-    assert_eq!(&readme[start..end], stdout(&o), "the README's sample report is out of date");
+    assert_eq!(
+        &readme[start..end],
+        stdout(&o),
+        "the README's sample report is out of date"
+    );
 }

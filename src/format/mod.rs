@@ -5,6 +5,7 @@
 //! a [`Record`] of borrowed, still-escaped slices. Nothing here allocates per
 //! line; values are decoded only when a consumer asks for them.
 
+pub mod directive;
 pub mod escape;
 pub mod json;
 pub mod nginx;

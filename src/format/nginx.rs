@@ -10,6 +10,7 @@
 
 use thiserror::Error;
 
+use super::directive;
 use super::time::{parse_epoch_seconds, parse_iso8601, parse_seconds_as_millis};
 use super::{ErrorKind, Escape, Field, ParseError, ParseScratch, Record, Text};
 
@@ -144,64 +145,6 @@ fn classify(name: &str, key_vars: &[String], escape: Escape) -> (Field, Shape) {
     }
 }
 
-/// Splits nginx configuration text into tokens the way nginx does: quoted
-/// strings (with `\"`, `\'`, `\\`, `\n`, `\r`, `\t` escapes) and bare words,
-/// `#` comments, a final `;`.
-fn config_tokens(text: &str) -> Result<Vec<String>, FormatError> {
-    let mut tokens = Vec::new();
-    let mut chars = text.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        match c {
-            c if c.is_whitespace() || c == ';' => {
-                chars.next();
-            }
-            '#' => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
-            '\'' | '"' => {
-                let quote = c;
-                chars.next();
-                let mut tok = String::new();
-                loop {
-                    match chars.next() {
-                        None => return Err(FormatError::UnterminatedQuote(quote)),
-                        Some(c) if c == quote => break,
-                        Some('\\') => match chars.next() {
-                            Some('n') => tok.push('\n'),
-                            Some('r') => tok.push('\r'),
-                            Some('t') => tok.push('\t'),
-                            Some(c @ ('"' | '\'' | '\\')) => tok.push(c),
-                            Some(c) => {
-                                tok.push('\\');
-                                tok.push(c);
-                            }
-                            None => return Err(FormatError::UnterminatedQuote(quote)),
-                        },
-                        Some(c) => tok.push(c),
-                    }
-                }
-                tokens.push(tok);
-            }
-            _ => {
-                let mut tok = String::new();
-                while let Some(&c) = chars.peek() {
-                    if c.is_whitespace() || c == ';' {
-                        break;
-                    }
-                    tok.push(c);
-                    chars.next();
-                }
-                tokens.push(tok);
-            }
-        }
-    }
-    Ok(tokens)
-}
-
 impl NginxFormat {
     /// Accepts what a user pastes: `log_format NAME [escape=…] 'string' 'string';`,
     /// just the quoted strings, or the bare format string.
@@ -212,7 +155,15 @@ impl NginxFormat {
         if !is_directive && !trimmed.starts_with(['\'', '"']) {
             return Self::compile("custom", trimmed, Escape::Nginx, key_vars);
         }
-        let mut tokens = config_tokens(trimmed)?.into_iter().peekable();
+        let mut tokens = directive::config_tokens(trimmed)
+            .map_err(|e| match e {
+                directive::SyntaxError::UnterminatedQuote(q) => FormatError::UnterminatedQuote(q),
+                directive::SyntaxError::UnterminatedVariable(at) => {
+                    FormatError::UnterminatedVariable(at)
+                }
+            })?
+            .into_iter()
+            .peekable();
         let mut name = "custom".to_string();
         if is_directive {
             tokens.next();
@@ -241,37 +192,27 @@ impl NginxFormat {
         escape: Escape,
         key_vars: &[String],
     ) -> Result<Self, FormatError> {
-        let bytes = format.as_bytes();
-        if bytes.is_empty() {
+        if format.is_empty() {
             return Err(FormatError::Empty);
         }
         let mut prefix = Vec::new();
         let mut items: Vec<(Var, Vec<u8>)> = Vec::new();
-        let mut i = 0;
-        while i < bytes.len() {
-            let (var_name, next) = match (bytes[i], bytes.get(i + 1)) {
-                (b'$', Some(b'{')) => {
-                    let close = bytes[i..]
-                        .iter()
-                        .position(|&b| b == b'}')
-                        .ok_or(FormatError::UnterminatedVariable(i))?;
-                    (&format[i + 2..i + close], i + close + 1)
-                }
-                (b'$', Some(c)) if c.is_ascii_alphanumeric() || *c == b'_' => {
-                    let len = bytes[i + 1..]
-                        .iter()
-                        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
-                        .count();
-                    (&format[i + 1..i + 1 + len], i + 1 + len)
-                }
-                (b, _) => {
+        let pieces = directive::pieces(format).map_err(|e| match e {
+            directive::SyntaxError::UnterminatedVariable(at) => {
+                FormatError::UnterminatedVariable(at)
+            }
+            directive::SyntaxError::UnterminatedQuote(q) => FormatError::UnterminatedQuote(q),
+        })?;
+        for piece in pieces {
+            let var_name = match piece {
+                directive::Piece::Literal(l) => {
                     match items.last_mut() {
-                        Some((_, lit)) => lit.push(b),
-                        None => prefix.push(b),
+                        Some((_, lit)) => lit.extend_from_slice(l.as_bytes()),
+                        None => prefix.extend_from_slice(l.as_bytes()),
                     }
-                    i += 1;
                     continue;
                 }
+                directive::Piece::Variable(v) => v,
             };
             if let Some((prev, lit)) = items.last() {
                 if lit.is_empty() && !prev.shape.self_delimiting() {
@@ -290,7 +231,6 @@ impl NginxFormat {
                 },
                 Vec::new(),
             ));
-            i = next;
         }
         if !items.iter().any(|(v, _)| {
             matches!(

@@ -390,8 +390,49 @@ fn exit_status_and_message_name_the_problem() {
     );
     assert_eq!(err.lines().count(), 1, "one-line error: {err}");
 
+    let o = kw.run(&[
+        "--config",
+        "/nonexistent/keywatch.toml",
+        "scan",
+        "samples/access.log",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("config file /nonexistent/keywatch.toml: not found"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = kw.run(&["scan", "samples"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("samples: Is a directory"),
+        "{}",
+        stderr(&o)
+    );
+
     let o = kw.run(&["scan"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn unknown_formats_are_said_and_counted() {
+    let kw = Kw::new();
+    let o = kw.run_stdin(
+        &["--timezone", "UTC", "scan", "-o", "json", "-"],
+        b"garbage\nmore garbage\n",
+    );
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains("no preset matches the first 2 lines of <stdin>"),
+        "{}",
+        stderr(&o)
+    );
+    let totals = json_lines(&stdout(&o)).pop().unwrap();
+    assert_eq!(
+        (totals["lines"].as_u64(), totals["skipped"].as_u64()),
+        (Some(2), Some(2))
+    );
 }
 
 #[test]

@@ -58,6 +58,13 @@ impl Setup {
             }
         }
         .map_err(|e| match e {
+            config::ConfigError::Read {
+                ref source,
+                ref path,
+            } if source.kind() == std::io::ErrorKind::NotFound => Failure::Usage(format!(
+                "config file {}: not found; create it or leave out --config",
+                path.display()
+            )),
             config::ConfigError::Read { .. } => Failure::Io(e.to_string()),
             config::ConfigError::Invalid { .. } => Failure::Usage(e.to_string()),
         })?;

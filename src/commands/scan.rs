@@ -74,7 +74,13 @@ pub fn run(args: &ScanArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         None => {
             let head = sample(&inputs[0])?;
             let (f, parsed, lines) = format::detect(&head, &sources.fields);
-            if lines > 0 {
+            if lines > 0 && parsed == 0 {
+                eprintln!(
+                    "keywatch: no preset matches the first {lines} lines of {}; reading them as {:?} (set the format with --log-format)",
+                    inputs[0].display(),
+                    f.name()
+                );
+            } else if lines > 0 {
                 eprintln!(
                     "keywatch: log format {:?} detected ({parsed} of {lines} sample lines parse); set it with --log-format",
                     f.name()
@@ -86,13 +92,6 @@ pub fn run(args: &ScanArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
             f
         }
     };
-    if inputs[0] == Input::Stdin
-        && stdin_head.is_empty()
-        && args.log_format.is_none()
-        && setup.config.format.log_format.is_none()
-    {
-        // Detection read nothing: the input is empty.
-    }
     warn_missing_key_fields(&format, &args.key_fields);
     let extractor = setup.extractor(sources)?;
     let names = extractor.names.clone();

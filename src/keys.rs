@@ -69,6 +69,26 @@ pub struct MaskedKey {
 }
 
 impl MaskedKey {
+    /// A mask read back from the store (cut to fit, printable only).
+    pub fn from_stored(s: &str) -> MaskedKey {
+        let mut m = MaskedKey {
+            buf: [0; 44],
+            len: 0,
+        };
+        for c in s.chars() {
+            let mut tmp = [0u8; 4];
+            let enc = c.encode_utf8(&mut tmp);
+            let ok = c == '…' || (c.is_ascii_graphic());
+            if !ok || usize::from(m.len) + enc.len() > m.buf.len() {
+                continue;
+            }
+            m.buf[usize::from(m.len)..usize::from(m.len) + enc.len()]
+                .copy_from_slice(enc.as_bytes());
+            m.len += enc.len() as u8;
+        }
+        m
+    }
+
     pub fn as_str(&self) -> &str {
         // Only printable ASCII and the UTF-8 of `…` are ever written.
         std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("…")

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod output;
 pub mod pipeline;
 pub mod source;
+pub mod store;
 pub mod url;
 pub mod usage;
 pub mod zone;

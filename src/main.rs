@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use keywatch::commands::{self, Common, scan::OutputKind};
+use keywatch::source::follow::StartAt;
 
 #[derive(Parser)]
 #[command(name = "keywatch", version, about = "Watches web-server access logs for API-key trouble", long_about = None)]
@@ -34,6 +35,80 @@ struct Global {
 enum Command {
     /// Analyse finished logs: findings and usage per key
     Scan(ScanCmd),
+    /// Follow logs as they are written and rotated; count usage into the store
+    Watch(WatchCmd),
+    /// Show followed files, their offsets, lag and gaps, and the store
+    Status(StatusCmd),
+    /// Print the stored usage of one day
+    Summary(SummaryCmd),
+}
+
+#[derive(Args)]
+struct WatchCmd {
+    /// Files or globs to follow (globs are re-evaluated, so files that appear later are picked up)
+    #[arg(value_name = "FILE|GLOB", required = true)]
+    patterns: Vec<String>,
+    /// A preset or an nginx log_format directive [default: detected from the first file]
+    #[arg(long, short = 'f', value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Log variable holding the key or key id (repeatable)
+    #[arg(long, value_name = "VAR")]
+    key_field: Vec<String>,
+    /// On the first start, read existing files from their beginning
+    #[arg(long, conflicts_with = "from_end")]
+    from_beginning: bool,
+    /// On the first start, read only what is written from now on (the default)
+    #[arg(long)]
+    from_end: bool,
+    /// How often files are checked when no file event arrives, e.g. 250ms
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
+    poll_interval: std::time::Duration,
+    /// How often offsets and counts are committed to the store
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    commit_interval: std::time::Duration,
+    /// Lines longer than this many bytes are counted and skipped [default: 262144]
+    #[arg(long, value_name = "BYTES")]
+    max_line_length: Option<usize>,
+}
+
+#[derive(Args)]
+struct StatusCmd {
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    output: Output,
+}
+
+#[derive(Args)]
+struct SummaryCmd {
+    /// The day: YYYY-MM-DD, today or yesterday (in --timezone)
+    #[arg(long, value_name = "DAY", default_value = "yesterday")]
+    day: String,
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    output: Output,
+}
+
+/// `250ms`, `1s`, `2m`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, such as 250ms or 2s"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" => Ok(std::time::Duration::from_secs(n)),
+        "m" => Ok(std::time::Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: the unit must be ms, s or m")),
+    }
+}
+
+fn output_kind(o: Output) -> OutputKind {
+    match o {
+        Output::Text => OutputKind::Text,
+        Output::Json => OutputKind::Json,
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -83,14 +158,36 @@ fn main() -> ExitCode {
                 files: s.files,
                 log_format: s.log_format,
                 key_fields: s.key_field,
-                output: match s.output {
-                    Output::Text => OutputKind::Text,
-                    Output::Json => OutputKind::Json,
-                },
+                output: output_kind(s.output),
                 threads: s.threads,
                 max_line_length: s.max_line_length,
                 progress: !s.no_progress,
             },
+            &mut std::io::stdout().lock(),
+        ),
+        Command::Watch(w) => commands::watch::run(&commands::watch::WatchArgs {
+            common,
+            patterns: w.patterns,
+            log_format: w.log_format,
+            key_fields: w.key_field,
+            start_at: if w.from_beginning {
+                StartAt::Beginning
+            } else {
+                StartAt::End
+            },
+            poll_interval: w.poll_interval,
+            commit_interval: w.commit_interval,
+            max_line_length: w.max_line_length,
+        }),
+        Command::Status(s) => commands::status::status(
+            &common,
+            output_kind(s.output),
+            &mut std::io::stdout().lock(),
+        ),
+        Command::Summary(s) => commands::status::summary(
+            &common,
+            &s.day,
+            output_kind(s.output),
             &mut std::io::stdout().lock(),
         ),
     };

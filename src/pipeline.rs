@@ -85,6 +85,8 @@ pub struct Analyzer<'e> {
     pub detectors: Detectors,
     pub totals: Totals,
     pub skipped: Vec<Skipped>,
+    /// The time of the last line parsed.
+    pub last_time_ms: Option<i64>,
 }
 
 impl<'e> Analyzer<'e> {
@@ -99,6 +101,7 @@ impl<'e> Analyzer<'e> {
             detectors: Detectors::all(),
             totals: Totals::default(),
             skipped: Vec::new(),
+            last_time_ms: None,
         }
     }
 
@@ -111,6 +114,7 @@ impl<'e> Analyzer<'e> {
             return self.skip(file, line_no, error, line);
         }
         self.totals.parsed += 1;
+        self.last_time_ms = Some(rec.time_ms);
         let keyed = engine.extractor.extract(&rec, &mut self.keys);
         let key = keyed.key;
         self.exposures.clear();

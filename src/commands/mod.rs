@@ -2,6 +2,8 @@
 //! configuration and building the [`Engine`](crate::pipeline::Engine).
 
 pub mod scan;
+pub mod status;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 

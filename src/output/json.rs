@@ -78,22 +78,7 @@ pub fn render(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
         });
         writeln!(out, "{v}")?;
     }
-    for (day, d) in &report.usage.days {
-        let mut keys: Vec<_> = d.keys.iter().collect();
-        keys.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(b.0)));
-        let keys: Vec<Value> = keys
-            .into_iter()
-            .map(|(id, u)| key_json(report, *id, report.usage.labels.get(id), u))
-            .collect();
-        let v = json!({
-            "type": "summary",
-            "day": day.to_string(),
-            "timezone": zone.name(),
-            "keys": keys,
-            "keyless": usage_json(&d.keyless, zone),
-        });
-        writeln!(out, "{v}")?;
-    }
+    render_summaries(report, out)?;
     let t = report.totals;
     let inputs: Vec<Value> = report
         .inputs
@@ -115,4 +100,31 @@ pub fn render(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
         "skipped_lines": skipped,
     });
     writeln!(out, "{v}")
+}
+
+/// The `summary` objects, one per day.
+pub fn render_summaries(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
+    let zone = report.zone;
+    for (day, d) in &report.usage.days {
+        let mut keys: Vec<_> = d.keys.iter().collect();
+        keys.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(b.0)));
+        let keys: Vec<Value> = keys
+            .into_iter()
+            .map(|(id, u)| key_json(report, *id, report.usage.labels.get(id), u))
+            .collect();
+        let v = json!({
+            "type": "summary",
+            "day": day.to_string(),
+            "timezone": zone.name(),
+            "keys": keys,
+            "keyless": usage_json(&d.keyless, zone),
+        });
+        writeln!(out, "{v}")?;
+    }
+    Ok(())
+}
+
+/// The usage object of a day without requests.
+pub fn empty_usage() -> Value {
+    usage_json(&KeyUsage::default(), &Zone::Utc)
 }

@@ -144,6 +144,40 @@ pub fn render(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     writeln!(out)?;
+    render_usage(report, out)?;
+    let t = report.totals;
+    writeln!(
+        out,
+        "Totals: {} lines read, {} parsed, {} skipped (log format: {})",
+        t.lines, t.parsed, t.skipped, report.format
+    )?;
+    if report.inputs.len() > 1 {
+        for (name, t) in report.inputs {
+            writeln!(
+                out,
+                "  {name}: {} lines, {} parsed, {} skipped",
+                t.lines, t.parsed, t.skipped
+            )?;
+        }
+    }
+    if !report.skipped.is_empty() {
+        writeln!(
+            out,
+            "Skipped lines (first {} of {}):",
+            report.skipped.len(),
+            t.skipped
+        )?;
+        for s in report.skipped {
+            writeln!(out, "  {}:{}: {}", s.file, s.line, s.error)?;
+            writeln!(out, "      {}", s.preview)?;
+        }
+    }
+    Ok(())
+}
+
+/// The usage table alone (what `summary` prints).
+pub fn render_usage(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
+    let zone = report.zone;
     let days = &report.usage.days;
     let span = match (days.keys().next(), days.keys().next_back()) {
         (Some(a), Some(b)) if a == b => format!("{a}, {}", zone.name()),
@@ -224,32 +258,5 @@ pub fn render(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
         table.write(out)?;
     }
     writeln!(out)?;
-    let t = report.totals;
-    writeln!(
-        out,
-        "Totals: {} lines read, {} parsed, {} skipped (log format: {})",
-        t.lines, t.parsed, t.skipped, report.format
-    )?;
-    if report.inputs.len() > 1 {
-        for (name, t) in report.inputs {
-            writeln!(
-                out,
-                "  {name}: {} lines, {} parsed, {} skipped",
-                t.lines, t.parsed, t.skipped
-            )?;
-        }
-    }
-    if !report.skipped.is_empty() {
-        writeln!(
-            out,
-            "Skipped lines (first {} of {}):",
-            report.skipped.len(),
-            t.skipped
-        )?;
-        for s in report.skipped {
-            writeln!(out, "  {}:{}: {}", s.file, s.line, s.error)?;
-            writeln!(out, "      {}", s.preview)?;
-        }
-    }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! standard input. Lines are split with memchr in a reused buffer; a line
 //! longer than the limit is counted and skipped, never buffered whole.
 
+pub mod follow;
 pub mod scan;
 
 use std::fs::File;

@@ -117,6 +117,39 @@ impl Distinct {
         }
     }
 
+    /// A byte form for the store: `0` and 16-byte tags, or `1` and the registers.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Distinct::Exact(set) => {
+                let mut tags: Vec<u128> = set.iter().copied().collect();
+                tags.sort_unstable();
+                std::iter::once(0u8)
+                    .chain(tags.iter().flat_map(|t| t.to_le_bytes()))
+                    .collect()
+            }
+            Distinct::Sketch(regs) => std::iter::once(1u8).chain(regs.iter().copied()).collect(),
+        }
+    }
+
+    /// Reads what [`Distinct::to_bytes`] wrote; `None` if it is not that.
+    pub fn from_bytes(b: &[u8]) -> Option<Distinct> {
+        match b.split_first()? {
+            (0, rest) if rest.len() % 16 == 0 => {
+                let mut d = Distinct::default();
+                for c in rest.chunks_exact(16) {
+                    d.insert(u128::from_le_bytes(c.try_into().ok()?));
+                }
+                Some(d)
+            }
+            (1, rest) if rest.len() == REGISTERS => {
+                let mut regs = Box::new([0u8; REGISTERS]);
+                regs.copy_from_slice(rest);
+                Some(Distinct::Sketch(regs))
+            }
+            _ => None,
+        }
+    }
+
     pub fn is_estimated(&self) -> bool {
         matches!(self, Distinct::Sketch(_))
     }

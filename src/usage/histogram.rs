@@ -55,6 +55,24 @@ impl Histogram {
         self.total == 0
     }
 
+    /// The counts as little-endian u64s, for the store.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.counts.iter().flat_map(|c| c.to_le_bytes()).collect()
+    }
+
+    /// Reads what [`Histogram::to_bytes`] wrote; `None` if it is not that.
+    pub fn from_bytes(b: &[u8]) -> Option<Histogram> {
+        if b.len() % 8 != 0 || b.len() / 8 > usize::from(u16::MAX) {
+            return None;
+        }
+        let counts: Vec<u64> = b
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect();
+        let total = counts.iter().sum();
+        Some(Histogram { counts, total })
+    }
+
     /// The `q` quantile (0..=1) in milliseconds, `None` when nothing was recorded.
     pub fn quantile(&self, q: f64) -> Option<u32> {
         if self.total == 0 {

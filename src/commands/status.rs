@@ -1,0 +1,165 @@
+//! `keywatch status` and `keywatch summary`: what the store holds.
+
+use std::io::Write;
+
+use chrono::{Duration, NaiveDate};
+use serde_json::json;
+
+use super::scan::OutputKind;
+use super::{Common, Failure, Setup};
+use crate::output::{self, Report};
+use crate::pipeline::Totals;
+use crate::store::Store;
+
+fn open(setup: &Setup) -> Result<Store, Failure> {
+    match Store::open_existing(&setup.state_dir) {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(Failure::Usage(format!(
+            "no store in {}: nothing has been watched there yet (run keywatch watch, or pass --state)",
+            setup.state_dir.display()
+        ))),
+        Err(e) => Err(Failure::Usage(e.to_string())),
+    }
+}
+
+fn write_out(out: &mut dyn Write, text: &str) -> Result<(), Failure> {
+    out.write_all(text.as_bytes())
+        .map_err(|e| Failure::Io(format!("standard output: {e}")))
+}
+
+/// `keywatch status`: every followed file and the store.
+pub fn status(common: &Common, kind: OutputKind, out: &mut dyn Write) -> Result<(), Failure> {
+    let setup = Setup::load(common)?;
+    let store = open(&setup)?;
+    let sql = |e: crate::store::StoreError| Failure::Io(e.to_string());
+    let checkpoints = store.checkpoints().map_err(sql)?;
+    let gaps = store.gaps().map_err(sql)?;
+    let zone = &setup.zone;
+    let files: Vec<serde_json::Value> = checkpoints
+        .iter()
+        .map(|c| {
+            let size = if c.generation == 0 { std::fs::metadata(&c.stream).map(|m| m.len()).unwrap_or(c.size) } else { c.size };
+            let file_gaps: Vec<_> = gaps.iter().filter(|g| g.stream == c.stream).collect();
+            json!({
+                "file": c.stream,
+                "generation": if c.generation == 0 { "current".to_string() } else { format!("rotated {}", c.generation) },
+                "offset": c.offset,
+                "size": size,
+                "lag_bytes": size.saturating_sub(c.offset),
+                "lines": c.lines,
+                "parsed": c.parsed,
+                "skipped": c.skipped,
+                "last_line": c.last_line_ms.map(|ms| zone.rfc3339(ms)),
+                "gaps": file_gaps.len(),
+                "gap_bytes": file_gaps.iter().map(|g| g.bytes).sum::<u64>(),
+            })
+        })
+        .collect();
+    let gap_list: Vec<_> = gaps
+        .iter()
+        .map(|g| json!({ "file": g.stream, "reason": g.reason, "bytes": g.bytes, "at": zone.rfc3339(g.at_ms) }))
+        .collect();
+    let v = json!({
+        "type": "status",
+        "store": store.path().display().to_string(),
+        "store_bytes": store.size_bytes(),
+        "files": files,
+        "gaps": gap_list,
+    });
+    match kind {
+        OutputKind::Json => write_out(out, &format!("{v}\n")),
+        OutputKind::Text => {
+            let mut s = format!(
+                "Store: {} ({} bytes)\n",
+                store.path().display(),
+                store.size_bytes()
+            );
+            if checkpoints.is_empty() {
+                s.push_str("No files followed yet.\n");
+            }
+            for f in &files {
+                s.push_str(&format!(
+                    "{} ({}): offset {} of {} bytes, lag {} bytes, {} lines ({} parsed, {} skipped), last line {}, {} gaps\n",
+                    f["file"].as_str().unwrap_or(""),
+                    f["generation"].as_str().unwrap_or(""),
+                    f["offset"],
+                    f["size"],
+                    f["lag_bytes"],
+                    f["lines"],
+                    f["parsed"],
+                    f["skipped"],
+                    f["last_line"].as_str().unwrap_or("-"),
+                    f["gaps"],
+                ));
+            }
+            for g in &gaps {
+                s.push_str(&format!(
+                    "Gap: {}: {} bytes at {}: {}\n",
+                    g.stream,
+                    g.bytes,
+                    zone.rfc3339(g.at_ms),
+                    g.reason
+                ));
+            }
+            write_out(out, &s)
+        }
+    }
+}
+
+/// Parses `YYYY-MM-DD`, `today` or `yesterday` (in the configured zone).
+pub fn parse_day(s: &str, zone: &crate::zone::Zone) -> Result<NaiveDate, Failure> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let today = zone.day_of(now);
+    match s {
+        "today" => Ok(today),
+        "yesterday" => Ok(today - Duration::days(1)),
+        _ => NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+            Failure::Usage(format!(
+                "--day {s:?}: expected YYYY-MM-DD, today or yesterday"
+            ))
+        }),
+    }
+}
+
+/// `keywatch summary --day DAY`: the stored usage of a day, in the schema of
+/// `scan --output json`'s `summary` objects (or as the text table).
+pub fn summary(
+    common: &Common,
+    day: &str,
+    kind: OutputKind,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let setup = Setup::load(common)?;
+    let day = parse_day(day, &setup.zone)?;
+    let store = open(&setup)?;
+    let (usage, names) = store
+        .day_usage(day)
+        .map_err(|e| Failure::Io(e.to_string()))?;
+    let mut buf = Vec::new();
+    let report = Report {
+        findings: &[],
+        usage: &usage,
+        totals: Totals::default(),
+        inputs: &[],
+        skipped: &[],
+        zone: &setup.zone,
+        format: "",
+        names: &names,
+    };
+    match kind {
+        OutputKind::Json => {
+            output::json::render_summaries(&report, &mut buf)
+                .map_err(|e| Failure::Io(e.to_string()))?;
+            if buf.is_empty() {
+                // A day without traffic still has a summary, with nothing in it.
+                let empty = json!({ "type": "summary", "day": day.to_string(), "timezone": setup.zone.name(), "keys": [], "keyless": output::json::empty_usage() });
+                buf = format!("{empty}\n").into_bytes();
+            }
+        }
+        OutputKind::Text => {
+            output::text::render_usage(&report, &mut buf).map_err(|e| Failure::Io(e.to_string()))?
+        }
+    }
+    out.write_all(&buf)
+        .map_err(|e| Failure::Io(format!("standard output: {e}")))
+}

@@ -1,0 +1,603 @@
+//! The embedded store (SQLite, in the state directory): where each followed
+//! file was read to, the usage counters those reads produced, and the gaps.
+//!
+//! Offsets and counters change in one transaction, so after any stop — a
+//! clean one or `kill -9` — the store says exactly which lines were counted:
+//! a restart resumes at the committed offsets and counts every line once.
+//! The schema carries a version and is migrated forward on open.
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use rusqlite::{Connection, OptionalExtension, params};
+use thiserror::Error;
+
+use crate::keys::{KeyId, MaskedKey};
+use crate::usage::{DayUsage, Distinct, Histogram, KeyLabel, KeyUsage, Usage};
+
+/// The file inside the state directory.
+pub const DB_FILE: &str = "keywatch.db";
+/// The schema this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}; check the state directory (--state) and its permissions")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "store {path} is damaged or not a keywatch store ({source}); move it aside to start afresh (counts restart from the current files)"
+    )]
+    Corrupt {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "store {path} has schema version {found}, newer than this keywatch ({SCHEMA_VERSION}); use a newer keywatch"
+    )]
+    TooNew { path: PathBuf, found: i64 },
+    #[error("store {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// Where one generation of a followed file was read to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The path as watched (the stream), not the file's current name.
+    pub stream: String,
+    /// 0 for the file at the path; 1, 2… for rotated files still being drained.
+    pub generation: i64,
+    pub dev: u64,
+    pub ino: u64,
+    /// How many bytes of the file's head `head_hash` covers (up to 1 KiB).
+    pub head_len: u64,
+    pub head_hash: Vec<u8>,
+    /// The start of the first line not yet counted.
+    pub offset: u64,
+    /// Hash of the (up to) 64 bytes before `offset`.
+    pub marker_hash: Vec<u8>,
+    pub size: u64,
+    pub lines: u64,
+    pub parsed: u64,
+    pub skipped: u64,
+    pub last_line_ms: Option<i64>,
+}
+
+/// Bytes that were written but could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub stream: String,
+    pub reason: String,
+    pub bytes: u64,
+    pub at_ms: i64,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const MIGRATIONS: &[&str] = &[
+    // 1: files, usage, gaps.
+    "CREATE TABLE files (
+        stream TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        dev INTEGER NOT NULL,
+        ino INTEGER NOT NULL,
+        head_len INTEGER NOT NULL,
+        head_hash BLOB NOT NULL,
+        offset INTEGER NOT NULL,
+        marker_hash BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        lines INTEGER NOT NULL,
+        parsed INTEGER NOT NULL,
+        skipped INTEGER NOT NULL,
+        last_line_ms INTEGER,
+        PRIMARY KEY (stream, generation)
+    );
+    CREATE TABLE usage (
+        day TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        masked TEXT NOT NULL,
+        name TEXT,
+        requests INTEGER NOT NULL,
+        c1 INTEGER NOT NULL, c2 INTEGER NOT NULL, c3 INTEGER NOT NULL,
+        c4 INTEGER NOT NULL, c5 INTEGER NOT NULL, other INTEGER NOT NULL,
+        s401 INTEGER NOT NULL, s403 INTEGER NOT NULL, s429 INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        latency BLOB NOT NULL,
+        clients BLOB NOT NULL,
+        first_ms INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL,
+        PRIMARY KEY (day, key_id)
+    );
+    CREATE TABLE gaps (
+        id INTEGER PRIMARY KEY,
+        stream TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL
+    );",
+];
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        let path = state_dir.join(DB_FILE);
+        std::fs::create_dir_all(state_dir).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            source: rusqlite::Error::InvalidPath(state_dir.join(e.to_string())),
+        })?;
+        let conn = Connection::open(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let mut store = Store { conn, path };
+        store.prepare()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store read-only (for `status` and `summary`).
+    pub fn open_existing(state_dir: &Path) -> Result<Option<Store>, StoreError> {
+        let path = state_dir.join(DB_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Store::open(state_dir).map(Some)
+    }
+
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn prepare(&mut self) -> Result<(), StoreError> {
+        let corrupt = |source| StoreError::Corrupt {
+            path: self.path.clone(),
+            source,
+        };
+        // The integrity check reads every page: a damaged file is refused here,
+        // not half-used later.
+        let ok: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(corrupt)?;
+        if ok != "ok" {
+            return Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                source: rusqlite::Error::InvalidQuery,
+            });
+        }
+        self.conn
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+            )
+            .map_err(corrupt)?;
+        self.conn
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+            )
+            .map_err(corrupt)?;
+        let version: i64 = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(corrupt)?
+            .unwrap_or(0);
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        for (n, migration) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
+            let tx = self.conn.transaction().map_err(|source| StoreError::Sql {
+                path: self.path.clone(),
+                source,
+            })?;
+            tx.execute_batch(migration)
+                .map_err(|source| StoreError::Sql {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![n as i64 + 1],
+            )
+            .map_err(|source| StoreError::Sql {
+                path: self.path.clone(),
+                source,
+            })?;
+            tx.commit().map_err(|source| StoreError::Sql {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every saved checkpoint.
+    pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT stream, generation, dev, ino, head_len, head_hash, offset, marker_hash, size, lines, parsed, skipped, last_line_ms
+                 FROM files ORDER BY stream, generation",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Checkpoint {
+                    stream: r.get(0)?,
+                    generation: r.get(1)?,
+                    dev: u(r.get(2)?),
+                    ino: u(r.get(3)?),
+                    head_len: u(r.get(4)?),
+                    head_hash: r.get(5)?,
+                    offset: u(r.get(6)?),
+                    marker_hash: r.get(7)?,
+                    size: u(r.get(8)?),
+                    lines: u(r.get(9)?),
+                    parsed: u(r.get(10)?),
+                    skipped: u(r.get(11)?),
+                    last_line_ms: r.get(12)?,
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql())
+    }
+
+    /// Commits, in one transaction: the checkpoints (replacing all earlier
+    /// ones of their streams), the usage counted since the last commit
+    /// (added to what is stored), and new gaps.
+    pub fn commit(
+        &mut self,
+        checkpoints: &[Checkpoint],
+        delta: &Usage,
+        names: &[String],
+        gaps: &[Gap],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        let mut streams: Vec<&str> = checkpoints.iter().map(|c| c.stream.as_str()).collect();
+        streams.dedup();
+        for s in streams {
+            tx.execute("DELETE FROM files WHERE stream = ?1", params![s])
+                .map_err(sql)?;
+        }
+        for c in checkpoints {
+            tx.execute(
+                "INSERT INTO files (stream, generation, dev, ino, head_len, head_hash, offset, marker_hash, size, lines, parsed, skipped, last_line_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    c.stream,
+                    c.generation,
+                    i(c.dev),
+                    i(c.ino),
+                    i(c.head_len),
+                    c.head_hash,
+                    i(c.offset),
+                    c.marker_hash,
+                    i(c.size),
+                    i(c.lines),
+                    i(c.parsed),
+                    i(c.skipped),
+                    c.last_line_ms
+                ],
+            )
+            .map_err(sql)?;
+        }
+        for (day, d) in &delta.days {
+            let day_s = day.to_string();
+            let keyless = (String::new(), "-".to_string(), None, &d.keyless);
+            let keyed = d.keys.iter().map(|(id, u)| {
+                let label = delta.labels.get(id);
+                let name = label
+                    .and_then(|l| l.name)
+                    .and_then(|n| names.get(n as usize))
+                    .cloned();
+                (
+                    id.to_string(),
+                    label.map_or_else(String::new, |l| l.masked.to_string()),
+                    name,
+                    u,
+                )
+            });
+            for (key_id, masked, name, add) in std::iter::once(keyless).chain(keyed) {
+                if add.requests == 0 {
+                    continue;
+                }
+                let mut total = read_usage(&tx, &day_s, &key_id)
+                    .map_err(sql)?
+                    .unwrap_or_default();
+                total.merge(add);
+                write_usage(&tx, &day_s, &key_id, &masked, name.as_deref(), &total).map_err(sql)?;
+            }
+        }
+        for g in gaps {
+            tx.execute(
+                "INSERT INTO gaps (stream, reason, bytes, at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![g.stream, g.reason, i(g.bytes), g.at_ms],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// The stored usage of one day, as a [`Usage`] with its key names.
+    pub fn day_usage(&self, day: NaiveDate) -> Result<(Usage, Vec<String>), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT key_id, masked, name, requests, c1, c2, c3, c4, c5, other, s401, s403, s429, bytes, latency, clients, first_ms, last_ms
+                 FROM usage WHERE day = ?1",
+            )
+            .map_err(self.sql())?;
+        let mut usage = Usage::default();
+        let mut names: Vec<String> = Vec::new();
+        let mut day_usage = DayUsage::default();
+        let rows = stmt
+            .query_map(params![day.to_string()], |r| {
+                let key_id: String = r.get(0)?;
+                let masked: String = r.get(1)?;
+                let name: Option<String> = r.get(2)?;
+                Ok((key_id, masked, name, row_usage(r, 3)?))
+            })
+            .map_err(self.sql())?;
+        for row in rows {
+            let (key_id, masked, name, u) = row.map_err(self.sql())?;
+            if key_id.is_empty() {
+                day_usage.keyless = u;
+                continue;
+            }
+            let Ok(id) = key_id.parse::<KeyId>() else {
+                continue;
+            };
+            let name_idx = name.map(|n| {
+                names.push(n);
+                (names.len() - 1) as u32
+            });
+            usage.labels.insert(
+                id,
+                KeyLabel {
+                    masked: MaskedKey::from_stored(&masked),
+                    name: name_idx,
+                },
+            );
+            day_usage.keys.insert(id, u);
+        }
+        if day_usage.keyless.requests > 0 || !day_usage.keys.is_empty() {
+            usage.days.insert(day, day_usage);
+        }
+        Ok((usage, names))
+    }
+
+    /// Every gap recorded, newest first.
+    pub fn gaps(&self) -> Result<Vec<Gap>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT stream, reason, bytes, at_ms FROM gaps ORDER BY id DESC")
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Gap {
+                    stream: r.get(0)?,
+                    reason: r.get(1)?,
+                    bytes: u(r.get(2)?),
+                    at_ms: r.get(3)?,
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql())
+    }
+
+    /// Days with stored usage, oldest first.
+    pub fn days(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT day FROM usage ORDER BY day")
+            .map_err(self.sql())?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(self.sql())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql())
+    }
+
+    /// Bytes the store takes on disk (database and its write-ahead log).
+    pub fn size_bytes(&self) -> u64 {
+        ["", "-wal", "-shm"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut p = self.path.clone().into_os_string();
+                p.push(suffix);
+                std::fs::metadata(p).ok().map(|m| m.len())
+            })
+            .sum()
+    }
+}
+
+fn row_usage(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<KeyUsage> {
+    let latency: Vec<u8> = r.get(at + 11)?;
+    let clients: Vec<u8> = r.get(at + 12)?;
+    Ok(KeyUsage {
+        requests: u(r.get(at)?),
+        classes: [
+            u(r.get(at + 1)?),
+            u(r.get(at + 2)?),
+            u(r.get(at + 3)?),
+            u(r.get(at + 4)?),
+            u(r.get(at + 5)?),
+            u(r.get(at + 6)?),
+        ],
+        s401: u(r.get(at + 7)?),
+        s403: u(r.get(at + 8)?),
+        s429: u(r.get(at + 9)?),
+        bytes: u(r.get(at + 10)?),
+        latency: Histogram::from_bytes(&latency).unwrap_or_default(),
+        clients: Distinct::from_bytes(&clients).unwrap_or_default(),
+        first_ms: r.get(at + 13)?,
+        last_ms: r.get(at + 14)?,
+    })
+}
+
+fn read_usage(
+    tx: &rusqlite::Transaction<'_>,
+    day: &str,
+    key_id: &str,
+) -> rusqlite::Result<Option<KeyUsage>> {
+    tx.query_row(
+        "SELECT requests, c1, c2, c3, c4, c5, other, s401, s403, s429, bytes, latency, clients, first_ms, last_ms
+         FROM usage WHERE day = ?1 AND key_id = ?2",
+        params![day, key_id],
+        |r| row_usage(r, 0),
+    )
+    .optional()
+}
+
+fn write_usage(
+    tx: &rusqlite::Transaction<'_>,
+    day: &str,
+    key_id: &str,
+    masked: &str,
+    name: Option<&str>,
+    u: &KeyUsage,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO usage (day, key_id, masked, name, requests, c1, c2, c3, c4, c5, other, s401, s403, s429, bytes, latency, clients, first_ms, last_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+         ON CONFLICT(day, key_id) DO UPDATE SET
+           masked = excluded.masked, name = COALESCE(excluded.name, usage.name), requests = excluded.requests,
+           c1 = excluded.c1, c2 = excluded.c2, c3 = excluded.c3, c4 = excluded.c4, c5 = excluded.c5, other = excluded.other,
+           s401 = excluded.s401, s403 = excluded.s403, s429 = excluded.s429, bytes = excluded.bytes,
+           latency = excluded.latency, clients = excluded.clients, first_ms = excluded.first_ms, last_ms = excluded.last_ms",
+        params![
+            day,
+            key_id,
+            masked,
+            name,
+            i(u.requests),
+            i(u.classes[0]),
+            i(u.classes[1]),
+            i(u.classes[2]),
+            i(u.classes[3]),
+            i(u.classes[4]),
+            i(u.classes[5]),
+            i(u.s401),
+            i(u.s403),
+            i(u.s429),
+            i(u.bytes),
+            u.latency.to_bytes(),
+            u.clients.to_bytes(),
+            u.first_ms,
+            u.last_ms
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_add_up_and_checkpoints_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+        let mut delta = Usage::default();
+        delta.record(&crate::usage::Hit {
+            day,
+            time_ms: 5,
+            key: None,
+            status: Some(200),
+            bytes: 10,
+            latency_ms: Some(3),
+            client: 7,
+        });
+        let cp = Checkpoint {
+            stream: "/var/log/a.log".into(),
+            generation: 0,
+            dev: 1,
+            ino: 2,
+            head_len: 3,
+            head_hash: vec![1; 16],
+            offset: 40,
+            marker_hash: vec![2; 16],
+            size: 40,
+            lines: 1,
+            parsed: 1,
+            skipped: 0,
+            last_line_ms: Some(5),
+        };
+        store.commit(std::slice::from_ref(&cp), &delta, &[], &[]).unwrap();
+        store
+            .commit(
+                &[Checkpoint {
+                    offset: 80,
+                    ..cp.clone()
+                }],
+                &delta,
+                &[],
+                &[],
+            )
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.checkpoints().unwrap(),
+            vec![Checkpoint { offset: 80, ..cp }]
+        );
+        let (usage, _) = store.day_usage(day).unwrap();
+        let d = &usage.days[&day];
+        assert_eq!(
+            (
+                d.keyless.requests,
+                d.keyless.bytes,
+                d.keyless.clients.count()
+            ),
+            (2, 20, 1)
+        );
+    }
+
+    #[test]
+    fn a_damaged_store_is_refused_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(DB_FILE),
+            b"this is not a database, just some bytes that fill a page...",
+        )
+        .unwrap();
+        let err = Store::open(dir.path()).err().expect("refused");
+        assert!(err.to_string().contains("move it aside"), "{err}");
+    }
+}

@@ -59,7 +59,7 @@ pub struct Checkpoint {
     pub head_hash: Vec<u8>,
     /// The start of the first line not yet counted.
     pub offset: u64,
-    /// Hash of the (up to) 64 bytes before `offset`.
+    /// Hash of the (up to) 256 bytes before `offset`.
     pub marker_hash: Vec<u8>,
     pub size: u64,
     pub lines: u64,
@@ -559,7 +559,9 @@ mod tests {
             skipped: 0,
             last_line_ms: Some(5),
         };
-        store.commit(std::slice::from_ref(&cp), &delta, &[], &[]).unwrap();
+        store
+            .commit(std::slice::from_ref(&cp), &delta, &[], &[])
+            .unwrap();
         store
             .commit(
                 &[Checkpoint {

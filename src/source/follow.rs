@@ -25,7 +25,7 @@ use crate::store::{Checkpoint, Gap};
 /// How much of a file's head identifies it.
 const HEAD_MAX: u64 = 1024;
 /// How many bytes before the offset are compared to detect rewritten content.
-const MARKER: usize = 64;
+const MARKER: usize = 256;
 /// Read size per call.
 const CHUNK: usize = 1 << 16;
 
@@ -115,9 +115,16 @@ impl Generation {
     }
 
     /// Whether the file still holds what was read: not shorter than what was
-    /// consumed, and the bytes before the offset unchanged.
+    /// consumed, the same head, and the same bytes before the offset. (Log
+    /// lines often end alike, so the tail alone is no proof: a file rewritten
+    /// to the same size with lines ending the same way would pass it.)
     fn intact(&self, meta: &Metadata) -> io::Result<bool> {
         if meta.len() < self.read_pos() {
+            return Ok(false);
+        }
+        if self.head_len > 0
+            && hash(&read_at_most(&self.file, 0, self.head_len as usize)?) != self.head_hash
+        {
             return Ok(false);
         }
         Ok(self.offset == 0 || self.bytes_before_offset()? == self.marker)
@@ -129,33 +136,50 @@ impl Generation {
     }
 
     /// Reads whatever was appended and feeds complete lines to `a`.
-    /// Returns the number of bytes read.
+    /// Returns the bytes read, or `None` when the file turned out to have
+    /// been truncated or rewritten while it was being read (nothing of that
+    /// read is counted then).
     fn read_available(
         &mut self,
         a: &mut Analyzer<'_>,
         name: &Arc<str>,
         max_line: usize,
-    ) -> io::Result<u64> {
+    ) -> io::Result<Option<u64>> {
         let mut total = 0;
         let mut buf = vec![0u8; CHUNK];
         loop {
-            let n = match self.file.read_at(&mut buf, self.read_pos()) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if n == 0 {
+            let mut data = Vec::new();
+            while data.len() < (8 << 20) {
+                let n = match self
+                    .file
+                    .read_at(&mut buf, self.read_pos() + data.len() as u64)
+                {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+            }
+            if data.is_empty() {
                 break;
             }
-            total += n as u64;
-            self.consume(&buf[..n], a, name, max_line);
-        }
-        if total > 0 {
+            // The bytes are counted only if the file still starts and
+            // continues as it did: a truncation between the check before
+            // reading and the read itself would otherwise slip through.
+            if !self.intact(&self.file.metadata()?)? {
+                return Ok(None);
+            }
+            total += data.len() as u64;
+            self.consume(&data, a, name, max_line);
+            // What was just consumed is what the next check compares against.
             self.size = self.size.max(self.read_pos());
             self.grow_head()?;
             self.marker = self.bytes_before_offset()?;
         }
-        Ok(total)
+        Ok(Some(total))
     }
 
     /// Splits `data` (which follows what was read before) into lines.
@@ -335,8 +359,9 @@ impl Stream {
                 .as_ref()
                 .is_some_and(|g| g.dev == c.dev && g.ino == c.ino);
             if c.generation == 0 && is_here {
-                if let Some(mut g) = here {
+                if let Some(g) = here.as_ref() {
                     if g.matches(c)? {
+                        let mut g = Generation::open(&self.path, 0)?;
                         g.resume_from(c)?;
                         self.active = Some(g);
                         continue;
@@ -437,7 +462,8 @@ impl Stream {
     pub fn poll(&mut self, a: &mut Analyzer<'_>, max_line: usize) -> io::Result<u64> {
         let mut read = 0;
         for g in &mut self.rotated {
-            read += g.read_available(a, &self.name, max_line)?;
+            // A rotated file rewritten in place is not ours any more: stop reading it.
+            read += g.read_available(a, &self.name, max_line)?.unwrap_or(0);
         }
         // A rotated file is let go once drained and deleted (or after three newer ones).
         let mut kept = Vec::new();
@@ -464,7 +490,7 @@ impl Stream {
         let Some(meta) = meta else {
             // The path is gone for now: keep reading the file we have.
             if let Some(g) = &mut self.active {
-                read += g.read_available(a, &self.name, max_line)?;
+                read += g.read_available(a, &self.name, max_line)?.unwrap_or(0);
             }
             return Ok(read);
         };
@@ -474,7 +500,7 @@ impl Stream {
             .is_some_and(|g| g.dev != meta.dev() || g.ino != meta.ino());
         if replaced {
             if let Some(mut old) = self.active.take() {
-                read += old.read_available(a, &self.name, max_line)?;
+                read += old.read_available(a, &self.name, max_line)?.unwrap_or(0);
                 self.rotated.push(old);
             }
         }
@@ -506,7 +532,15 @@ impl Stream {
             self.truncated(a, max_line)?;
         }
         if let Some(g) = &mut self.active {
-            read += g.read_available(a, &self.name, max_line)?;
+            match g.read_available(a, &self.name, max_line)? {
+                Some(n) => read += n,
+                None => {
+                    self.truncated(a, max_line)?;
+                    if let Some(g) = &mut self.active {
+                        read += g.read_available(a, &self.name, max_line)?.unwrap_or(0);
+                    }
+                }
+            }
         }
         Ok(read)
     }

@@ -105,3 +105,18 @@ pub fn line(ip: &str, time: &str, target: &str, status: u16, referer: &str, key:
 }
 
 pub const TEST_FORMAT: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time "$http_x_api_key""#;
+
+/// The secret the daemon tests run with, so they can compute key ids.
+pub const TEST_SECRET: &str = "follow-tests-secret-0123456789";
+
+/// Waits for `cond` with a deadline; panics with `what` when it passes.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

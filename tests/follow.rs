@@ -1,0 +1,494 @@
+//! `keywatch watch` on real files with real rotation: every line counted
+//! exactly once, through rename, copytruncate, truncation, replacement,
+//! restarts and `kill -9` (the scenarios of TAILING.md this machine can make).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::{Kw, TEST_FORMAT, TEST_SECRET, line, stderr, stdout, wait_until};
+use keywatch::keys::{Extractor, KeySecret, KeySources};
+use serde_json::Value;
+
+const DAY: &str = "2026-11-27";
+const LONG: Duration = Duration::from_secs(20);
+
+/// A writer that knows what it wrote: key → requests.
+struct Writer {
+    counts: BTreeMap<String, u64>,
+    n: u64,
+}
+
+impl Writer {
+    fn new() -> Writer {
+        Writer {
+            counts: BTreeMap::new(),
+            n: 0,
+        }
+    }
+
+    /// The next line (with its newline) for key `k`.
+    fn next(&mut self, k: &str) -> String {
+        self.n += 1;
+        *self.counts.entry(k.to_string()).or_default() += 1;
+        let s = self.n;
+        let t = format!(
+            "27/Nov/2026:{:02}:{:02}:{:02} +0000",
+            s / 3600 % 24,
+            s / 60 % 60,
+            s % 60
+        );
+        format!(
+            "{}\n",
+            line("192.0.2.1", &t, &format!("/v1/items/{s}"), 200, "-", k)
+        )
+    }
+
+    fn append(&mut self, path: &Path, k: &str, count: u64) {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        let mut buf = String::new();
+        for _ in 0..count {
+            buf.push_str(&self.next(k));
+        }
+        f.write_all(buf.as_bytes()).unwrap();
+    }
+
+    /// What keywatch should report: key id → requests.
+    fn expected(&self) -> BTreeMap<String, u64> {
+        let ex = Extractor::new(
+            &KeySecret::from_bytes(TEST_SECRET.as_bytes()),
+            KeySources::default(),
+            &[],
+        )
+        .unwrap();
+        self.counts
+            .iter()
+            .map(|(k, n)| (ex.key_id(k.as_bytes()).to_string(), *n))
+            .collect()
+    }
+}
+
+fn key(i: usize) -> String {
+    format!("kwf_{i:02}_{}", "Qm7ZpX2vL9rT4nB8")
+}
+
+struct Daemon<'k> {
+    kw: &'k Kw,
+    child: Option<Child>,
+}
+
+impl<'k> Daemon<'k> {
+    fn start(kw: &'k Kw, pattern: &str, extra: &[&str]) -> Daemon<'k> {
+        let mut args = vec![
+            "--timezone",
+            "UTC",
+            "watch",
+            "--poll-interval",
+            "50ms",
+            "--commit-interval",
+            "100ms",
+            "-f",
+            TEST_FORMAT,
+        ];
+        args.extend_from_slice(extra);
+        args.push(pattern);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(kw.path("daemon.err"))
+            .unwrap();
+        let child = kw
+            .cmd()
+            .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Daemon {
+            kw,
+            child: Some(child),
+        }
+    }
+
+    /// SIGTERM, and the daemon must exit 0 within two seconds.
+    fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let mut done = None;
+        wait_until(
+            "the daemon to exit after SIGTERM",
+            Duration::from_secs(2),
+            || {
+                done = child.try_wait().unwrap();
+                done.is_some()
+            },
+        );
+        assert!(
+            done.unwrap().success(),
+            "daemon exit: {}",
+            std::fs::read_to_string(self.kw.path("daemon.err")).unwrap_or_default()
+        );
+    }
+
+    fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn status(kw: &Kw) -> Value {
+    let o = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args(["--timezone", "UTC", "status", "-o", "json"])
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        return Value::Null;
+    }
+    serde_json::from_str(stdout(&o).trim()).unwrap_or(Value::Null)
+}
+
+/// Lines counted (committed) over all files.
+fn committed_lines(kw: &Kw) -> u64 {
+    status(kw)["files"].as_array().map_or(0, |f| {
+        f.iter().map(|x| x["lines"].as_u64().unwrap_or(0)).sum()
+    })
+}
+
+/// Requests per key id in the stored summary of the test day.
+fn stored(kw: &Kw) -> BTreeMap<String, u64> {
+    try_stored(kw).unwrap_or_else(|e| panic!("summary failed: {e}"))
+}
+
+/// Like [`stored`], but an error (no store yet) is returned, not fatal.
+fn try_stored(kw: &Kw) -> Result<BTreeMap<String, u64>, String> {
+    let o = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args(["--timezone", "UTC", "summary", "--day", DAY, "-o", "json"])
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        return Err(stderr(&o));
+    }
+    let v: Value = serde_json::from_str(stdout(&o).trim()).map_err(|e| e.to_string())?;
+    Ok(v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["key_id"].as_str().unwrap().to_string(),
+                k["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect())
+}
+
+fn stored_total(kw: &Kw) -> u64 {
+    try_stored(kw).map_or(0, |m| m.values().sum())
+}
+
+/// Waits until the store holds as many requests as were written.
+fn settle(kw: &Kw, w: &Writer) {
+    let deadline = std::time::Instant::now() + LONG;
+    while stored_total(kw) < w.n {
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {} requests stored; stored {:?}\nexpected {:?}\nstatus {}\ndaemon stderr:\n{}",
+                w.n,
+                try_stored(kw),
+                w.expected(),
+                status(kw),
+                std::fs::read_to_string(kw.path("daemon.err")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn log_path(kw: &Kw) -> PathBuf {
+    kw.path("access.log")
+}
+
+fn rotated(kw: &Kw, n: &str) -> PathBuf {
+    kw.path(&format!("access.log.{n}"))
+}
+
+#[test]
+fn rename_create_drains_old_file_before_release() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 100);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    settle(&kw, &w);
+    std::fs::rename(&log, rotated(&kw, "1")).unwrap();
+    // The old writer still has the file open and lags behind.
+    w.append(&rotated(&kw, "1"), &key(2), 10);
+    w.append(&log, &key(3), 50);
+    // A long backlog in the old file after the switch: still drained.
+    w.append(&rotated(&kw, "1"), &key(2), 20_000);
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+}
+
+#[test]
+fn copytruncate_counts_every_line_once() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 200);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    settle(&kw, &w);
+    for round in 0..5 {
+        // Lines the daemon may or may not have read when the copy is made.
+        w.append(&log, &key(2 + round), 30);
+        std::fs::copy(&log, rotated(&kw, "1")).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        w.append(&log, &key(9), 7);
+        settle(&kw, &w);
+    }
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+    assert_eq!(
+        status(&kw)["gaps"].as_array().unwrap().len(),
+        0,
+        "every unread line was in the copy"
+    );
+}
+
+#[test]
+fn truncate_then_refill_past_the_old_offset_is_read_from_the_start() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 20);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    settle(&kw, &w);
+    // Rewrite the file in place with more bytes than were read, in one go.
+    let mut fresh = Writer {
+        counts: BTreeMap::new(),
+        n: w.n,
+    };
+    let mut content = String::new();
+    for _ in 0..60 {
+        content.push_str(&fresh.next(&key(2)));
+    }
+    std::fs::write(&log, content).unwrap();
+    for (k, n) in fresh.counts {
+        *w.counts.entry(k).or_default() += n;
+    }
+    w.n = fresh.n;
+    wait_until("the rewritten file counted", LONG, || {
+        stored_total(&kw) == 80
+    });
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+}
+
+#[test]
+fn delete_recreate_and_atomic_replace_start_new_files_at_zero() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 10);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    settle(&kw, &w);
+    std::fs::remove_file(&log).unwrap();
+    w.append(&log, &key(2), 5);
+    settle(&kw, &w);
+    // Atomic replace: a new file renamed over the old one.
+    let tmp = kw.path("access.log.tmp");
+    w.append(&tmp, &key(3), 8);
+    std::fs::rename(&tmp, &log).unwrap();
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+}
+
+#[test]
+fn partial_lines_are_held_until_their_newline_even_across_a_restart() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 3);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    settle(&kw, &w);
+    let full = w.next(&key(2));
+    let (a, b) = full.split_at(40);
+    OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(a.as_bytes())
+        .unwrap();
+    // Several poll intervals pass with half a line in the file.
+    let before = committed_lines(&kw);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(committed_lines(&kw), before, "half a line is not a line");
+    d.stop();
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &[]);
+    OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(b.as_bytes())
+        .unwrap();
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+}
+
+#[test]
+fn rotation_while_stopped_resumes_the_rotated_file_then_reads_the_new_one() {
+    for compress in [false, true] {
+        let kw = Kw::new();
+        let mut w = Writer::new();
+        let log = log_path(&kw);
+        w.append(&log, &key(1), 50);
+        let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+        settle(&kw, &w);
+        d.stop();
+        // While stopped: the old file gets 10 more lines, is rotated, and a new file gets 20.
+        w.append(&log, &key(2), 10);
+        std::fs::rename(&log, rotated(&kw, "1")).unwrap();
+        if compress {
+            let data = std::fs::read(rotated(&kw, "1")).unwrap();
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(&data).unwrap();
+            std::fs::write(rotated(&kw, "1.gz"), enc.finish().unwrap()).unwrap();
+            std::fs::remove_file(rotated(&kw, "1")).unwrap();
+        }
+        w.append(&log, &key(3), 20);
+        let d = Daemon::start(&kw, log.to_str().unwrap(), &[]);
+        wait_until("80 requests stored", LONG, || stored_total(&kw) == 80);
+        d.stop();
+        assert_eq!(stored(&kw), w.expected(), "compressed: {compress}");
+    }
+}
+
+#[test]
+fn symlink_switch_drains_the_old_target() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let (a, b) = (kw.path("access-1.log"), kw.path("access-2.log"));
+    let link = kw.path("current.log");
+    w.append(&a, &key(1), 10);
+    std::os::unix::fs::symlink(&a, &link).unwrap();
+    let d = Daemon::start(&kw, link.to_str().unwrap(), &["--from-beginning"]);
+    settle(&kw, &w);
+    w.append(&b, &key(2), 4);
+    let tmp = kw.path("current.tmp");
+    std::os::unix::fs::symlink(&b, &tmp).unwrap();
+    std::fs::rename(&tmp, &link).unwrap();
+    w.append(&a, &key(3), 6); // the old target still gets written to
+    wait_until("20 requests stored", LONG, || stored_total(&kw) == 20);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+}
+
+#[test]
+fn files_appearing_later_are_picked_up_from_their_start() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    w.append(&kw.path("a.log"), &key(1), 5);
+    let pattern = format!("{}/*.log", kw.dir.path().display());
+    let d = Daemon::start(&kw, &pattern, &["--from-beginning"]);
+    settle(&kw, &w);
+    // A tiny file: one line, far smaller than the fingerprint window.
+    w.append(&kw.path("b.log"), &key(2), 1);
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+}
+
+#[test]
+fn first_start_from_end_skips_what_was_there() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 10);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &[]);
+    wait_until("the file followed", LONG, || {
+        status(&kw)["files"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    });
+    let mut later = Writer::new();
+    later.n = w.n;
+    later.append(&log, &key(2), 4);
+    wait_until("4 new requests stored", LONG, || stored_total(&kw) == 4);
+    d.stop();
+    assert_eq!(stored(&kw), later.expected());
+}
+
+#[test]
+fn kill_9_at_random_points_loses_and_doubles_nothing() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    let mut seed = 0x2545_F491_4F6C_DD1Du64 ^ u64::from(std::process::id());
+    let mut rand = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for round in 0..12 {
+        // The same command line every time, as a service manager would run
+        // it: --from-beginning only matters while nothing is stored.
+        let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+        // A writer appends at a steady rate while the daemon runs…
+        let stop_after = Duration::from_millis(150 + rand(400));
+        let started = std::time::Instant::now();
+        while started.elapsed() < stop_after {
+            w.append(&log, &key((round % 5) as usize), 1 + rand(20));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if round == 6 {
+            std::fs::rename(&log, rotated(&kw, "1")).unwrap();
+        }
+        // …and the daemon dies without warning.
+        d.kill9();
+    }
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(
+        stored(&kw),
+        w.expected(),
+        "daemon stderr:\n{}",
+        std::fs::read_to_string(kw.path("daemon.err")).unwrap_or_default()
+    );
+}

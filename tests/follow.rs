@@ -492,3 +492,90 @@ fn kill_9_at_random_points_loses_and_doubles_nothing() {
         std::fs::read_to_string(kw.path("daemon.err")).unwrap_or_default()
     );
 }
+
+#[test]
+fn a_day_followed_live_equals_the_same_file_scanned() {
+    let kw = Kw::new();
+    let log = kw.path("access.log");
+    let sample = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/access.log")).unwrap();
+    let (first, second) = sample.split_at(sample.len() / 3);
+    std::fs::write(&log, first).unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/keywatch.toml");
+    let mut args = vec![
+        "--config",
+        config,
+        "--timezone",
+        "UTC",
+        "watch",
+        "--poll-interval",
+        "50ms",
+        "--commit-interval",
+        "100ms",
+        "--from-beginning",
+    ];
+    args.push(log.to_str().unwrap());
+    let child = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        kw: &kw,
+        child: Some(child),
+    };
+    // The rest arrives while the daemon follows, in uneven pieces (lines cut in two).
+    let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+    for piece in second.chunks(7_777) {
+        f.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    wait_until("the whole sample counted", LONG, || {
+        status(&kw)["files"].as_array().is_some_and(|f| {
+            f.iter()
+                .map(|x| x["lines"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+                == 2823
+        })
+    });
+    d.stop();
+    let summary = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args([
+            "--config",
+            config,
+            "--timezone",
+            "UTC",
+            "summary",
+            "--day",
+            DAY,
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let scan = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args([
+            "--config",
+            config,
+            "--timezone",
+            "UTC",
+            "scan",
+            "-o",
+            "json",
+            log.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let from_scan = stdout(&scan)
+        .lines()
+        .find(|l| l.contains("\"type\":\"summary\""))
+        .unwrap()
+        .to_string();
+    assert_eq!(stdout(&summary).trim(), from_scan);
+}

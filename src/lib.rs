@@ -16,6 +16,7 @@ pub mod detect;
 pub mod format;
 pub mod hash;
 pub mod keys;
+pub mod metrics;
 pub mod output;
 pub mod pipeline;
 pub mod source;

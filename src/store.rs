@@ -77,6 +77,14 @@ pub struct Gap {
     pub at_ms: i64,
 }
 
+/// A key's requests of a day, for metrics.
+pub struct TopKey {
+    pub key_id: String,
+    pub masked: String,
+    pub name: Option<String>,
+    pub requests: u64,
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -402,6 +410,25 @@ impl Store {
             usage.days.insert(day, day_usage);
         }
         Ok((usage, names))
+    }
+
+    /// The `n` keys with most requests on `day`.
+    pub fn top_keys(&self, day: NaiveDate, n: usize) -> Result<Vec<TopKey>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key_id, masked, name, requests FROM usage WHERE day = ?1 AND key_id != '' ORDER BY requests DESC LIMIT ?2")
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map(params![day.to_string(), n as i64], |r| {
+                Ok(TopKey {
+                    key_id: r.get(0)?,
+                    masked: r.get(1)?,
+                    name: r.get(2)?,
+                    requests: u(r.get(3)?),
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql())
     }
 
     /// Every gap recorded, newest first.

@@ -579,3 +579,96 @@ fn a_day_followed_live_equals_the_same_file_scanned() {
         .to_string();
     assert_eq!(stdout(&summary).trim(), from_scan);
 }
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn metrics_are_served_and_sighup_reopens_without_losing_a_line() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 25);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = Daemon::start(
+        &kw,
+        log.to_str().unwrap(),
+        &["--from-beginning", "--metrics-listen", &addr],
+    );
+    settle(&kw, &w);
+    let want = format!("keywatch_lines_read_total{{file=\"{}\"}} 25", log.display());
+    wait_until("the metrics page to count 25 lines", LONG, || {
+        http_get(port, "/metrics").is_some_and(|m| m.contains(&want))
+    });
+    let page = http_get(port, "/metrics").unwrap();
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    for family in [
+        "keywatch_lines_parsed_total",
+        "keywatch_gaps_total",
+        "keywatch_lag_bytes",
+        "keywatch_key_requests",
+        "keywatch_store_bytes",
+    ] {
+        assert!(
+            page.contains(&format!("# TYPE {family} ")),
+            "{family} missing:\n{page}"
+        );
+    }
+    assert!(!page.contains(&key(1)), "no raw key in metrics");
+    assert!(
+        http_get(port, "/healthz")
+            .unwrap()
+            .starts_with("HTTP/1.1 200 OK")
+    );
+    // SIGHUP: commit, read the configuration again, reopen; nothing lost or doubled.
+    let pid = d.child.as_ref().unwrap().id().to_string();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    w.append(&log, &key(2), 10);
+    settle(&kw, &w);
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    w.append(&log, &key(3), 5);
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+}
+
+#[test]
+fn a_damaged_store_stops_the_daemon_with_advice() {
+    let kw = Kw::new();
+    std::fs::create_dir_all(kw.state()).unwrap();
+    std::fs::write(kw.state().join("keywatch.db"), vec![b'x'; 8192]).unwrap();
+    let log = log_path(&kw);
+    std::fs::write(&log, "").unwrap();
+    let o = kw.run(&[
+        "--timezone",
+        "UTC",
+        "watch",
+        "-f",
+        TEST_FORMAT,
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("is damaged or not a keywatch store"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("move it aside"), "{}", stderr(&o));
+}

@@ -33,6 +33,21 @@ pub struct WatchArgs {
     pub poll_interval: Duration,
     pub commit_interval: Duration,
     pub max_line_length: Option<usize>,
+    /// Serve Prometheus metrics on this address.
+    pub metrics_listen: Option<String>,
+}
+
+/// Why following stopped.
+enum Stop {
+    Exit,
+    /// SIGHUP: read the configuration again and reopen every file.
+    Reload,
+}
+
+/// Signals the loop watches for.
+struct Signals {
+    term: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
 }
 
 /// Files named by the patterns now (globs expanded, plain paths kept even
@@ -110,6 +125,36 @@ pub fn run(args: &WatchArgs) -> Result<(), Failure> {
             "watch: name at least one FILE or GLOB to follow".into(),
         ));
     }
+    let signals = Signals {
+        term: Arc::new(AtomicBool::new(false)),
+        hup: Arc::new(AtomicBool::new(false)),
+    };
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&signals.term))
+            .map_err(|e| Failure::Io(format!("signal handler: {e}")))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&signals.hup))
+        .map_err(|e| Failure::Io(format!("signal handler: {e}")))?;
+    let page = crate::metrics::Page::default();
+    if let Some(addr) = &args.metrics_listen {
+        let bound = crate::metrics::serve(addr, page.clone())
+            .map_err(|e| Failure::Usage(format!("--metrics-listen {addr}: {e}")))?;
+        eprintln!("keywatch: metrics on http://{bound}/metrics");
+    }
+    loop {
+        match follow(args, &signals, &page)? {
+            Stop::Exit => return Ok(()),
+            Stop::Reload => eprintln!("keywatch: SIGHUP: configuration read again, files reopened"),
+        }
+    }
+}
+
+/// Follows until a signal says to stop or reload.
+fn follow(
+    args: &WatchArgs,
+    signals: &Signals,
+    page: &crate::metrics::Page,
+) -> Result<Stop, Failure> {
     let setup = Setup::load(&args.common)?;
     let sources = setup.key_sources(&args.key_fields);
     let fields = sources.fields.clone();
@@ -131,12 +176,6 @@ pub fn run(args: &WatchArgs) -> Result<(), Failure> {
         _ => Failure::Usage(e.to_string()),
     })?;
     let mut analyzer = Analyzer::new(&engine);
-
-    let term = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&term))
-            .map_err(|e| Failure::Io(format!("signal handler: {e}")))?;
-    }
 
     // Resume every stream the store knows, then add the ones the patterns name.
     let mut saved: BTreeMap<String, Vec<Checkpoint>> = BTreeMap::new();
@@ -216,11 +255,17 @@ pub fn run(args: &WatchArgs) -> Result<(), Failure> {
                 false
             }
         };
-        let stopping = term.load(Ordering::Relaxed);
+        let reload = signals.hup.swap(false, Ordering::Relaxed);
+        let stopping = signals.term.load(Ordering::Relaxed) || reload;
         if woke_by_event || stopping || last_poll.elapsed() >= args.poll_interval {
             last_poll = Instant::now();
             for (path, s) in &mut streams {
-                match s.poll(&mut analyzer, max_line) {
+                let before = analyzer.totals;
+                let polled = s.poll(&mut analyzer, max_line);
+                s.totals.lines += analyzer.totals.lines - before.lines;
+                s.totals.parsed += analyzer.totals.parsed - before.parsed;
+                s.totals.skipped += analyzer.totals.skipped - before.skipped;
+                match polled {
                     Ok(n) => {
                         dirty |= n > 0 || !s.gaps.is_empty();
                         warned.remove(path);
@@ -245,10 +290,14 @@ pub fn run(args: &WatchArgs) -> Result<(), Failure> {
         if stopping || (dirty && last_commit.elapsed() >= args.commit_interval) {
             let checkpoints: Vec<Checkpoint> =
                 streams.values().flat_map(Stream::checkpoints).collect();
-            let gaps: Vec<_> = streams
-                .values_mut()
-                .flat_map(|s| std::mem::take(&mut s.gaps))
-                .collect();
+            let mut gaps = Vec::new();
+            for s in streams.values_mut() {
+                for g in std::mem::take(&mut s.gaps) {
+                    s.gap_totals.0 += 1;
+                    s.gap_totals.1 += g.bytes;
+                    gaps.push(g);
+                }
+            }
             for g in &gaps {
                 eprintln!(
                     "keywatch: {}: gap of {} bytes: {}",
@@ -281,9 +330,110 @@ pub fn run(args: &WatchArgs) -> Result<(), Failure> {
                     );
                 }
             }
+            page.set(render_metrics(&streams, &analyzer, &store, &engine, &names));
         }
         if stopping {
-            return Ok(());
+            return Ok(if reload { Stop::Reload } else { Stop::Exit });
         }
     }
+}
+
+/// The metrics page: lines and gaps per file, lag, findings per rule,
+/// requests of today's top keys (bounded, so cardinality stays small).
+fn render_metrics(
+    streams: &BTreeMap<PathBuf, Stream>,
+    analyzer: &Analyzer<'_>,
+    store: &Store,
+    engine: &Engine,
+    names: &[String],
+) -> String {
+    let mut b = crate::metrics::Builder::default();
+    type PerFile = (&'static str, &'static str, fn(&Stream) -> u64);
+    let per_file: [PerFile; 5] = [
+        (
+            "keywatch_lines_read_total",
+            "Lines read per followed file since start.",
+            |s| s.totals.lines,
+        ),
+        (
+            "keywatch_lines_parsed_total",
+            "Lines parsed per followed file since start.",
+            |s| s.totals.parsed,
+        ),
+        (
+            "keywatch_lines_skipped_total",
+            "Lines that did not match the log format, per file.",
+            |s| s.totals.skipped,
+        ),
+        (
+            "keywatch_gaps_total",
+            "Gaps (bytes that could not be read) reported per file since start.",
+            |s| s.gap_totals.0,
+        ),
+        (
+            "keywatch_gap_bytes_total",
+            "Bytes lost in gaps per file since start.",
+            |s| s.gap_totals.1,
+        ),
+    ];
+    for (name, help, get) in per_file {
+        b.family(name, "counter", help);
+        for s in streams.values() {
+            b.sample(name, &[("file", s.name())], get(s) as f64);
+        }
+    }
+    b.family(
+        "keywatch_lag_bytes",
+        "gauge",
+        "Bytes written to the current file and not yet read.",
+    );
+    for s in streams.values() {
+        let lag = s.active.as_ref().map_or(0, |g| {
+            std::fs::metadata(&s.path)
+                .map(|m| m.len())
+                .unwrap_or(0)
+                .saturating_sub(g.offset)
+        });
+        b.sample("keywatch_lag_bytes", &[("file", s.name())], lag as f64);
+    }
+    b.family("keywatch_findings", "gauge", "Open findings per rule.");
+    let mut per_rule: BTreeMap<&str, u64> = BTreeMap::new();
+    for f in analyzer.detectors.findings(names) {
+        *per_rule.entry(f.rule).or_default() += 1;
+    }
+    for (rule, n) in per_rule {
+        b.sample("keywatch_findings", &[("rule", rule)], n as f64);
+    }
+    b.family(
+        "keywatch_key_requests",
+        "gauge",
+        "Requests today of the 20 busiest keys (masked).",
+    );
+    let today = engine.zone.day_of(chrono::Utc::now().timestamp_millis());
+    for k in store.top_keys(today, 20).unwrap_or_default() {
+        let name = k.name.as_deref().unwrap_or("");
+        let labels = [
+            ("key_id", k.key_id.as_str()),
+            ("key", k.masked.as_str()),
+            ("name", name),
+        ];
+        b.sample("keywatch_key_requests", &labels, k.requests as f64);
+    }
+    b.family(
+        "keywatch_store_bytes",
+        "gauge",
+        "Size of the store on disk.",
+    );
+    b.sample("keywatch_store_bytes", &[], store.size_bytes() as f64);
+    b.family(
+        "keywatch_last_commit_timestamp_seconds",
+        "gauge",
+        "When offsets and counts were last committed.",
+    );
+    b.sample(
+        "keywatch_last_commit_timestamp_seconds",
+        &[],
+        chrono::Utc::now().timestamp() as f64,
+    );
+    b.finish()
 }

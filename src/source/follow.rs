@@ -306,6 +306,10 @@ pub struct Stream {
     pub rotated: Vec<Generation>,
     pub gaps: Vec<Gap>,
     start_at: StartAt,
+    /// Lines of this stream read since keywatch started.
+    pub totals: crate::pipeline::Totals,
+    /// Gaps (count, bytes) reported since keywatch started.
+    pub gap_totals: (u64, u64),
 }
 
 /// Rotated names a file may have been given: `.1`, `.1.gz`, `.2`, `.2.gz`, …
@@ -337,6 +341,8 @@ impl Stream {
             rotated: Vec::new(),
             gaps: Vec::new(),
             start_at,
+            totals: crate::pipeline::Totals::default(),
+            gap_totals: (0, 0),
         }
     }
 

@@ -10,7 +10,7 @@ use keywatch::commands::{self, Common, scan::OutputKind};
 use keywatch::source::follow::StartAt;
 
 #[derive(Parser)]
-#[command(name = "keywatch", version, about = "Watches web-server access logs for API-key trouble", long_about = None)]
+#[command(name = "keywatch", version, about = "Watches web-server access logs for API-key trouble", long_about = None, args_override_self = true)]
 struct Cli {
     #[command(flatten)]
     global: Global,

@@ -672,3 +672,56 @@ fn a_damaged_store_stops_the_daemon_with_advice() {
     );
     assert!(stderr(&o).contains("move it aside"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_key_in_a_url_is_reported_as_soon_as_its_line_is_read() {
+    let kw = Kw::new();
+    let log = log_path(&kw);
+    std::fs::write(&log, "").unwrap();
+    // A long commit interval: the finding must not wait for a commit.
+    let d = Daemon::start(
+        &kw,
+        log.to_str().unwrap(),
+        &["--from-beginning", "--commit-interval", "60s"],
+    );
+    wait_until("the daemon to start", LONG, || {
+        std::fs::read_to_string(kw.path("daemon.err")).is_ok()
+    });
+    let secret = common::random_key("", 32);
+    let t = "27/Nov/2026:10:00:00 +0000";
+    let text = format!(
+        "{}\n",
+        common::line(
+            "192.0.2.9",
+            t,
+            &format!("/v1/items?api_key={secret}"),
+            200,
+            "-",
+            "-"
+        )
+    );
+    OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let started = std::time::Instant::now();
+    wait_until(
+        "the finding on standard error",
+        Duration::from_secs(5),
+        || {
+            std::fs::read_to_string(kw.path("daemon.err"))
+                .unwrap_or_default()
+                .contains("finding: critical key_in_url")
+        },
+    );
+    let latency = started.elapsed();
+    d.stop();
+    let err = std::fs::read_to_string(kw.path("daemon.err")).unwrap();
+    assert!(
+        !err.contains(&secret[..12]),
+        "no key in the daemon's output: {err}"
+    );
+    assert!(latency < Duration::from_secs(5));
+}

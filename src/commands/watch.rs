@@ -255,6 +255,7 @@ fn follow(
                 false
             }
         };
+        let mut read_any = false;
         let reload = signals.hup.swap(false, Ordering::Relaxed);
         let stopping = signals.term.load(Ordering::Relaxed) || reload;
         if woke_by_event || stopping || last_poll.elapsed() >= args.poll_interval {
@@ -267,6 +268,7 @@ fn follow(
                 s.totals.skipped += analyzer.totals.skipped - before.skipped;
                 match polled {
                     Ok(n) => {
+                        read_any |= n > 0;
                         dirty |= n > 0 || !s.gaps.is_empty();
                         warned.remove(path);
                     }
@@ -277,6 +279,11 @@ fn follow(
                     }
                 }
             }
+        }
+        // Findings go out as soon as the lines that raised them are read,
+        // not at the next commit.
+        if read_any {
+            announce(&analyzer, &names, &mut announced);
         }
         if last_expand.elapsed() >= Duration::from_secs(1) {
             last_expand = Instant::now();
@@ -314,26 +321,35 @@ fn follow(
             }
             last_commit = Instant::now();
             dirty = false;
-            for f in analyzer.detectors.findings(&names) {
-                let id = (f.rule, f.key.map(|k| k.0), f.place);
-                if announced.insert(id) {
-                    let who = f
-                        .key
-                        .as_ref()
-                        .map(|(_, l)| key_phrase(l, &names))
-                        .unwrap_or_default();
-                    eprintln!(
-                        "keywatch: finding: {} {} {who}: {}",
-                        f.severity.as_str(),
-                        f.rule,
-                        f.message
-                    );
-                }
-            }
             page.set(render_metrics(&streams, &analyzer, &store, &engine, &names));
         }
         if stopping {
             return Ok(if reload { Stop::Reload } else { Stop::Exit });
+        }
+    }
+}
+
+/// Prints the findings not announced before (until alert channels exist,
+/// standard error is the channel).
+fn announce(
+    analyzer: &Analyzer<'_>,
+    names: &[String],
+    announced: &mut HashSet<(&'static str, Option<KeyId>, Option<crate::keys::Place>)>,
+) {
+    for f in analyzer.detectors.findings(names) {
+        let id = (f.rule, f.key.map(|k| k.0), f.place);
+        if announced.insert(id) {
+            let who = f
+                .key
+                .as_ref()
+                .map(|(_, l)| key_phrase(l, names))
+                .unwrap_or_default();
+            eprintln!(
+                "keywatch: finding: {} {} {who}: {}",
+                f.severity.as_str(),
+                f.rule,
+                f.message
+            );
         }
     }
 }

@@ -69,6 +69,9 @@ struct WatchCmd {
     /// Lines longer than this many bytes are counted and skipped [default: 262144]
     #[arg(long, value_name = "BYTES")]
     max_line_length: Option<usize>,
+    /// Never use file events (inotify); check files every --poll-interval (network and FUSE filesystems)
+    #[arg(long)]
+    poll_only: bool,
     /// Serve Prometheus metrics on /metrics (and /healthz) at this address, e.g. 127.0.0.1:9187
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
@@ -182,6 +185,7 @@ fn main() -> ExitCode {
             commit_interval: w.commit_interval,
             max_line_length: w.max_line_length,
             metrics_listen: w.metrics_listen,
+            poll_only: w.poll_only,
         }),
         Command::Status(s) => commands::status::status(
             &common,

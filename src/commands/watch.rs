@@ -35,6 +35,8 @@ pub struct WatchArgs {
     pub max_line_length: Option<usize>,
     /// Serve Prometheus metrics on this address.
     pub metrics_listen: Option<String>,
+    /// Check files on a timer only, never through file events.
+    pub poll_only: bool,
 }
 
 /// Why following stopped.
@@ -208,7 +210,11 @@ fn follow(
     }
 
     let (tx, rx) = crossbeam_channel::unbounded();
-    let mut watcher = notify::recommended_watcher(tx).ok();
+    let mut watcher = if args.poll_only {
+        None
+    } else {
+        notify::recommended_watcher(tx).ok()
+    };
     let mut watched: HashSet<PathBuf> = HashSet::new();
     let add_watches = |watcher: &mut Option<notify::RecommendedWatcher>,
                        watched: &mut HashSet<PathBuf>| {
@@ -244,23 +250,55 @@ fn follow(
     let mut dirty = true;
     let mut warned: HashSet<PathBuf> = HashSet::new();
     loop {
+        // Which files the events name; `None` means "look at all of them"
+        // (an event without a path, an overflow, a name we do not follow).
+        let mut touched: Option<HashSet<PathBuf>> = Some(HashSet::new());
+        let note = |event: notify::Result<notify::Event>,
+                    touched: &mut Option<HashSet<PathBuf>>| match event {
+            Ok(e) if !e.paths.is_empty() && !e.need_rescan() => {
+                if let Some(t) = touched.as_mut() {
+                    t.extend(e.paths);
+                }
+            }
+            _ => *touched = None,
+        };
         let woke_by_event = match rx.recv_timeout(tick) {
-            Ok(_) => {
-                while rx.try_recv().is_ok() {}
+            Ok(event) => {
+                note(event, &mut touched);
+                while let Ok(event) = rx.try_recv() {
+                    note(event, &mut touched);
+                }
                 true
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                // No event source (polling only): wait out the tick instead.
                 watcher = None;
+                std::thread::sleep(tick);
                 false
             }
         };
         let mut read_any = false;
         let reload = signals.hup.swap(false, Ordering::Relaxed);
         let stopping = signals.term.load(Ordering::Relaxed) || reload;
-        if woke_by_event || stopping || last_poll.elapsed() >= args.poll_interval {
-            last_poll = Instant::now();
+        // Every poll interval all files are checked (the reconcile pass that
+        // keeps a missed event from stalling a file); in between, only those
+        // the events name.
+        let full = stopping || last_poll.elapsed() >= args.poll_interval;
+        if full || woke_by_event {
+            if full {
+                last_poll = Instant::now();
+                touched = None;
+            }
+            if let Some(t) = &touched {
+                if t.iter().any(|p| !streams.contains_key(p)) {
+                    touched = None;
+                }
+            }
             for (path, s) in &mut streams {
+                if touched.as_ref().is_some_and(|t| !t.contains(path)) {
+                    continue;
+                }
                 let before = analyzer.totals;
                 let polled = s.poll(&mut analyzer, max_line);
                 s.totals.lines += analyzer.totals.lines - before.lines;

@@ -70,6 +70,8 @@ pub struct Generation {
     pub parsed: u64,
     pub skipped: u64,
     pub last_line_ms: Option<i64>,
+    /// Size and modification time at the last look: unchanged means nothing to do.
+    seen: (u64, i64, i64),
 }
 
 impl Generation {
@@ -91,6 +93,7 @@ impl Generation {
             parsed: 0,
             skipped: 0,
             last_line_ms: None,
+            seen: (u64::MAX, 0, 0),
             file,
         };
         g.grow_head()?;
@@ -530,8 +533,17 @@ impl Stream {
             self.start_at = StartAt::Beginning;
             self.active = Some(g);
         }
-        let truncated = match &self.active {
-            Some(g) => !g.intact(&g.file.metadata()?)?,
+        let truncated = match &mut self.active {
+            Some(g) => {
+                let m = g.file.metadata()?;
+                let sig = (m.len(), m.mtime(), m.mtime_nsec());
+                if sig == g.seen {
+                    // Neither grown nor touched since the last look.
+                    return Ok(read);
+                }
+                g.seen = sig;
+                !g.intact(&m)?
+            }
             None => false,
         };
         if truncated {

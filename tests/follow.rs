@@ -725,3 +725,118 @@ fn a_key_in_a_url_is_reported_as_soon_as_its_line_is_read() {
     );
     assert!(latency < Duration::from_secs(5));
 }
+
+#[test]
+fn copytruncate_with_a_writer_that_keeps_its_offset_leaves_no_nul_garbage() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    // One handle, not opened for appending: it keeps writing at its own offset.
+    let mut writer = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
+    let mut text = String::new();
+    for _ in 0..40 {
+        text.push_str(&w.next(&key(1)));
+    }
+    writer.write_all(text.as_bytes()).unwrap();
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    settle(&kw, &w);
+    std::fs::copy(&log, rotated(&kw, "1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    // The writer continues at its old offset: the file now starts with a hole of NULs.
+    let mut more = String::new();
+    for _ in 0..12 {
+        more.push_str(&w.next(&key(2)));
+    }
+    writer.write_all(more.as_bytes()).unwrap();
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+    let skipped: u64 = status(&kw)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["skipped"].as_u64().unwrap())
+        .sum();
+    assert_eq!(skipped, 0, "the NUL hole is not a line");
+}
+
+#[test]
+fn an_unfinished_last_line_of_a_rotated_file_counts_when_the_file_is_let_go() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 5);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    settle(&kw, &w);
+    let last = w.next(&key(2));
+    OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(last.trim_end().as_bytes())
+        .unwrap();
+    std::fs::rename(&log, rotated(&kw, "1")).unwrap();
+    w.append(&log, &key(3), 3);
+    wait_until("the new file read", LONG, || stored_total(&kw) == 8);
+    // The writer never finishes the line; the rotated file is deleted.
+    std::fs::remove_file(rotated(&kw, "1")).unwrap();
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+}
+
+#[test]
+fn rotated_twice_or_copytruncated_while_stopped_loses_nothing() {
+    // Rotated twice: the file read before the stop is now .2, with more lines in it.
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 30);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    settle(&kw, &w);
+    d.stop();
+    w.append(&log, &key(2), 5);
+    std::fs::rename(&log, rotated(&kw, "1")).unwrap();
+    w.append(&log, &key(3), 7);
+    std::fs::rename(rotated(&kw, "1"), rotated(&kw, "2")).unwrap();
+    std::fs::rename(&log, rotated(&kw, "1")).unwrap();
+    w.append(&log, &key(4), 9);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    // .2 is found by its head and offset and read from there; .1 was made and
+    // rotated while keywatch was stopped, so it is read whole; then the new file.
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+
+    // Copytruncated while stopped, with the new content already longer than the old offset.
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 20);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    settle(&kw, &w);
+    d.stop();
+    w.append(&log, &key(2), 6);
+    std::fs::copy(&log, rotated(&kw, "1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    w.append(&log, &key(3), 40);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+}

@@ -306,8 +306,12 @@ fn follow(
                 s.totals.skipped += analyzer.totals.skipped - before.skipped;
                 match polled {
                     Ok(n) => {
-                        read_any |= n > 0;
-                        dirty |= n > 0 || !s.gaps.is_empty();
+                        let counted = analyzer.totals.lines != before.lines;
+                        read_any |= n > 0 || counted;
+                        dirty |= n > 0
+                            || counted
+                            || !s.gaps.is_empty()
+                            || std::mem::take(&mut s.changed);
                         warned.remove(path);
                     }
                     Err(e) => {

@@ -48,6 +48,16 @@ fn read_at_most(file: &File, at: u64, len: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// A writer that kept its offset across a copytruncate leaves a run of NUL
+/// bytes (a sparse hole) where the file was emptied; they belong to no line.
+fn without_nul_padding(line: &[u8]) -> &[u8] {
+    if line.first() == Some(&0) {
+        &line[line.iter().position(|&b| b != 0).unwrap_or(line.len())..]
+    } else {
+        line
+    }
+}
+
 /// One file being read.
 pub struct Generation {
     file: File,
@@ -206,10 +216,10 @@ impl Generation {
             } else {
                 let before = (a.totals.parsed, a.totals.skipped);
                 if self.partial.is_empty() {
-                    a.line(piece, name, self.lines);
+                    a.line(without_nul_padding(piece), name, self.lines);
                 } else {
                     self.partial.extend_from_slice(piece);
-                    a.line(&self.partial, name, self.lines);
+                    a.line(without_nul_padding(&self.partial), name, self.lines);
                 }
                 self.parsed += a.totals.parsed - before.0;
                 self.skipped += a.totals.skipped - before.1;
@@ -313,16 +323,19 @@ pub struct Stream {
     pub totals: crate::pipeline::Totals,
     /// Gaps (count, bytes) reported since keywatch started.
     pub gap_totals: (u64, u64),
+    /// Set when the generations changed (a file let go, replaced, truncated):
+    /// the checkpoints must be committed even if no byte was read.
+    pub changed: bool,
 }
 
 /// Rotated names a file may have been given: `.1`, `.1.gz`, `.2`, `.2.gz`, …
-fn siblings(path: &Path) -> Vec<PathBuf> {
+fn siblings(path: &Path) -> Vec<(u32, PathBuf)> {
     let mut out = Vec::new();
-    for n in 1..=3 {
+    for n in 1..=5 {
         for ext in ["", ".gz"] {
             let mut s = path.as_os_str().to_owned();
             s.push(format!(".{n}{ext}"));
-            out.push(PathBuf::from(s));
+            out.push((n, PathBuf::from(s)));
         }
     }
     out
@@ -346,6 +359,7 @@ impl Stream {
             start_at,
             totals: crate::pipeline::Totals::default(),
             gap_totals: (0, 0),
+            changed: false,
         }
     }
 
@@ -378,7 +392,11 @@ impl Stream {
                 }
             }
             // Not at the path (or rewritten there): find the file among its rotated names.
-            if !self.drain_sibling(c, a, max_line, true)? {
+            let found = self.drain_sibling(c, a, max_line, true)?;
+            if let (Some(n), 0) = (found, c.generation) {
+                self.read_unseen_rotations(n, saved, a, max_line)?;
+            }
+            if found.is_none() {
                 self.gaps.push(Gap {
                     stream: self.name.to_string(),
                     reason: "the file read before the stop was rotated away and no readable copy matched".into(),
@@ -391,19 +409,20 @@ impl Stream {
     }
 
     /// Looks for the file of checkpoint `c` among the rotated siblings and
-    /// reads it from the checkpoint's offset. Returns whether it was found.
+    /// reads it from the checkpoint's offset. Returns the rotation number it
+    /// was found under (`.2` → 2), or `None`.
     fn drain_sibling(
         &mut self,
         c: &Checkpoint,
         a: &mut Analyzer<'_>,
         max_line: usize,
         follow: bool,
-    ) -> io::Result<bool> {
-        for sib in siblings(&self.path) {
+    ) -> io::Result<Option<u32>> {
+        for (n, sib) in siblings(&self.path) {
             let gz = sib.extension().is_some_and(|e| e == "gz");
             if gz {
                 if self.drain_gz(&sib, c, a)? {
-                    return Ok(true);
+                    return Ok(Some(n));
                 }
                 continue;
             }
@@ -418,10 +437,56 @@ impl Stream {
                 } else {
                     g.flush_partial(a, &self.name);
                 }
-                return Ok(true);
+                return Ok(Some(n));
             }
         }
-        Ok(false)
+        Ok(None)
+    }
+
+    /// Reads whole the rotated files newer than `.{found}` that no checkpoint
+    /// knows: they were created and rotated while keywatch was stopped.
+    fn read_unseen_rotations(
+        &mut self,
+        found: u32,
+        saved: &[Checkpoint],
+        a: &mut Analyzer<'_>,
+        max_line: usize,
+    ) -> io::Result<()> {
+        for n in (1..found).rev() {
+            for (m, sib) in siblings(&self.path) {
+                if m != n {
+                    continue;
+                }
+                if sib.extension().is_some_and(|e| e == "gz") {
+                    let Ok(file) = File::open(&sib) else { continue };
+                    let mut data = Vec::new();
+                    flate2::read::MultiGzDecoder::new(io::BufReader::new(file))
+                        .read_to_end(&mut data)?;
+                    let known = saved.iter().any(|c| {
+                        data.len() as u64 >= c.head_len
+                            && hash(&data[..c.head_len as usize]) == c.head_hash
+                    });
+                    if !known {
+                        let fresh = Checkpoint {
+                            lines: 0,
+                            offset: 0,
+                            ..saved[0].clone()
+                        };
+                        self.count_all(&data, &fresh, a);
+                    }
+                    continue;
+                }
+                let Ok(mut g) = Generation::open(&sib, 0) else {
+                    continue;
+                };
+                if saved.iter().any(|c| c.dev == g.dev && c.ino == g.ino) {
+                    continue;
+                }
+                g.read_available(a, &self.name, max_line)?;
+                self.rotated.push(g);
+            }
+        }
+        Ok(())
     }
 
     /// Streams a compressed rotated file up to the offset and counts the rest.
@@ -480,6 +545,7 @@ impl Stream {
             let gone = g.file.metadata().map(|m| m.nlink() == 0).unwrap_or(true);
             if gone {
                 g.flush_partial(a, &self.name);
+                self.changed = true;
             } else {
                 kept.push(g);
             }
@@ -487,6 +553,7 @@ impl Stream {
         while kept.len() > 3 {
             let mut g = kept.remove(0);
             g.flush_partial(a, &self.name);
+            self.changed = true;
         }
         self.rotated = kept;
 
@@ -508,6 +575,7 @@ impl Stream {
             .as_ref()
             .is_some_and(|g| g.dev != meta.dev() || g.ino != meta.ino());
         if replaced {
+            self.changed = true;
             if let Some(mut old) = self.active.take() {
                 read += old.read_available(a, &self.name, max_line)?.unwrap_or(0);
                 self.rotated.push(old);
@@ -569,9 +637,10 @@ impl Stream {
         let Some(old) = self.active.take() else {
             return Ok(());
         };
+        self.changed = true;
         let c = old.checkpoint(&self.name, 0);
         // The copy is a finished file: read its rest, do not follow it.
-        let recovered = self.drain_sibling(&c, a, max_line, false)?;
+        let recovered = self.drain_sibling(&c, a, max_line, false)?.is_some();
         if !recovered && old.size > old.offset {
             self.gaps.push(Gap {
                 stream: self.name.to_string(),

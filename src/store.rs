@@ -153,18 +153,53 @@ impl Store {
             path: path.clone(),
             source,
         })?;
+        // Readers (`status`, `summary`) may hold the file for a moment: wait, do not fail.
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
         let mut store = Store { conn, path };
         store.prepare()?;
         Ok(store)
     }
 
-    /// Opens an existing store read-only (for `status` and `summary`).
+    /// Opens an existing store read-only (for `status` and `summary`): no
+    /// migration, no write, so it never stands in the daemon's way.
     pub fn open_existing(state_dir: &Path) -> Result<Option<Store>, StoreError> {
         let path = state_dir.join(DB_FILE);
         if !path.exists() {
             return Ok(None);
         }
-        Store::open(state_dir).map(Some)
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(&path, flags).map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let version: Option<i64> = match conn.query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        ) {
+            Ok(v) => Some(v),
+            Err(rusqlite::Error::QueryReturnedNoRows) => None,
+            // No meta table yet: a daemon is creating the store right now.
+            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => None,
+            Err(source) => return Err(StoreError::Corrupt { path, source }),
+        };
+        match version {
+            Some(v) if v > SCHEMA_VERSION => Err(StoreError::TooNew { path, found: v }),
+            Some(v) if v == SCHEMA_VERSION => Ok(Some(Store { conn, path })),
+            // Not set up yet, or by an older keywatch: nothing to read.
+            _ => Ok(None),
+        }
     }
 
     fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -175,9 +210,18 @@ impl Store {
     }
 
     fn prepare(&mut self) -> Result<(), StoreError> {
-        let corrupt = |source| StoreError::Corrupt {
-            path: self.path.clone(),
-            source,
+        let corrupt = |source: rusqlite::Error| {
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+                StoreError::Sql {
+                    path: self.path.clone(),
+                    source,
+                }
+            } else {
+                StoreError::Corrupt {
+                    path: self.path.clone(),
+                    source,
+                }
+            }
         };
         // The integrity check reads every page: a damaged file is refused here,
         // not half-used later.

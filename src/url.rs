@@ -140,9 +140,11 @@ pub fn shannon_entropy(b: &[u8]) -> f64 {
 }
 
 /// Values that stand in for a secret without being one (`REDACTED`, `xxxx`,
-/// `<your-key>`, `${API_KEY}`…).
+/// `<your-key>`, `${API_KEY}`, `YOUR_API_KEY`…). A random key that merely
+/// contains such a word somewhere is not one: the word must be the value, or
+/// the value must be made of letters and separators only.
 pub fn is_placeholder(v: &[u8]) -> bool {
-    if v.is_empty() || v.iter().all(|&c| c == v[0]) {
+    if v.is_empty() || v.iter().all(|&c| c == v[0]) || matches!(v[0], b'<' | b'{' | b'$' | b'[') {
         return true;
     }
     let lower: Vec<u8> = v.iter().take(64).map(u8::to_ascii_lowercase).collect();
@@ -158,10 +160,12 @@ pub fn is_placeholder(v: &[u8]) -> bool {
         b"xxxx",
         b"****",
     ];
-    matches!(v[0], b'<' | b'{' | b'$' | b'[')
-        || WORDS
-            .iter()
-            .any(|w| memchr::memmem::find(&lower, w).is_some())
+    let wordy = v
+        .iter()
+        .all(|c| c.is_ascii_alphabetic() || matches!(c, b'_' | b'-' | b'.' | b'*'));
+    WORDS
+        .iter()
+        .any(|w| lower == *w || (wordy && memchr::memmem::find(&lower, w).is_some()))
 }
 
 /// Whether a value under an ambiguous credential name (`key`, `token`) looks
@@ -232,5 +236,10 @@ mod tests {
         assert!(!looks_like_secret(b"createdAtDescending"));
         assert!(!looks_like_secret(b"1700000000000000"));
         assert!(!looks_like_secret(b"REDACTED_REDACTED"));
+        assert!(
+            is_placeholder(b"YOUR_API_KEY") && is_placeholder(b"null") && is_placeholder(b"<key>")
+        );
+        // A random key that happens to contain a placeholder word is still a key.
+        assert!(!is_placeholder(b"a8Fnull3kQ9zYourP2"));
     }
 }

@@ -72,6 +72,9 @@ struct WatchCmd {
     /// Never use file events (inotify); check files every --poll-interval (network and FUSE filesystems)
     #[arg(long)]
     poll_only: bool,
+    /// Close a file that has had nothing new for this long; it is reopened when it changes
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    idle_close: std::time::Duration,
     /// Serve Prometheus metrics on /metrics (and /healthz) at this address, e.g. 127.0.0.1:9187
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
@@ -186,6 +189,7 @@ fn main() -> ExitCode {
             max_line_length: w.max_line_length,
             metrics_listen: w.metrics_listen,
             poll_only: w.poll_only,
+            idle_close: w.idle_close,
         }),
         Command::Status(s) => commands::status::status(
             &common,

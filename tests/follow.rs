@@ -840,3 +840,113 @@ fn rotated_twice_or_copytruncated_while_stopped_loses_nothing() {
     d.stop();
     assert_eq!(stored(&kw), w.expected());
 }
+
+/// How many log files under `dir` the daemon holds open (not its store or its stderr).
+fn open_handles(pid: u32, dir: &Path) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|t| {
+                    t.starts_with(dir)
+                        && !t.starts_with(dir.join("state"))
+                        && !t.ends_with("daemon.err")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn idle_files_are_closed_and_reopened_when_they_change() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 10);
+    let d = Daemon::start(
+        &kw,
+        log.to_str().unwrap(),
+        &["--from-beginning", "--idle-close", "300ms"],
+    );
+    settle(&kw, &w);
+    let pid = d.child.as_ref().unwrap().id();
+    wait_until("the idle file closed", LONG, || {
+        open_handles(pid, kw.dir.path()) == 0
+    });
+    // It changes: reopened, checked to be the same file, read from where it was.
+    w.append(&log, &key(2), 5);
+    settle(&kw, &w);
+    wait_until("closed again", LONG, || {
+        open_handles(pid, kw.dir.path()) == 0
+    });
+    // Rotated while closed: the rest of the old file, then the new one.
+    w.append(&log, &key(3), 4);
+    std::fs::rename(&log, rotated(&kw, "1")).unwrap();
+    w.append(&log, &key(4), 6);
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+}
+
+#[test]
+fn polling_alone_follows_rotation_and_truncation() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 30);
+    let d = Daemon::start(
+        &kw,
+        log.to_str().unwrap(),
+        &["--from-beginning", "--poll-only"],
+    );
+    settle(&kw, &w);
+    std::fs::rename(&log, rotated(&kw, "1")).unwrap();
+    w.append(&rotated(&kw, "1"), &key(2), 3);
+    w.append(&log, &key(3), 8);
+    settle(&kw, &w);
+    w.append(&log, &key(4), 5);
+    std::fs::copy(&log, rotated(&kw, "2")).unwrap();
+    std::fs::rename(rotated(&kw, "2"), rotated(&kw, "1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    w.append(&log, &key(5), 2);
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+}
+
+#[test]
+fn rapid_size_based_rotation_under_a_fast_writer_loses_nothing() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    std::fs::write(&log, "").unwrap();
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    wait_until("the file followed", LONG, || {
+        status(&kw)["files"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    });
+    // Like logrotate with size=…, rotate 3: shift .2→.3, .1→.2, log→.1, every
+    // 2,000 lines, with the writer at 50,000 lines/s (TAILING.md scenario 23
+    // rotates every 1 MB at that rate; this rotates more often).
+    for round in 0..30 {
+        w.append(&log, &key(round % 7), 2000);
+        std::thread::sleep(Duration::from_millis(40));
+        for n in (1..3).rev() {
+            let from = rotated(&kw, &n.to_string());
+            if from.exists() {
+                std::fs::rename(&from, rotated(&kw, &(n + 1).to_string())).unwrap();
+            }
+        }
+        std::fs::rename(&log, rotated(&kw, "1")).unwrap();
+    }
+    w.append(&log, &key(9), 10);
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+}

@@ -37,6 +37,8 @@ pub struct WatchArgs {
     pub metrics_listen: Option<String>,
     /// Check files on a timer only, never through file events.
     pub poll_only: bool,
+    /// Close a file that has had nothing new for this long (reopened on change).
+    pub idle_close: Duration,
 }
 
 /// Why following stopped.
@@ -304,6 +306,9 @@ fn follow(
                 s.totals.lines += analyzer.totals.lines - before.lines;
                 s.totals.parsed += analyzer.totals.parsed - before.parsed;
                 s.totals.skipped += analyzer.totals.skipped - before.skipped;
+                if let Err(e) = s.close_if_idle(args.idle_close) {
+                    eprintln!("keywatch: {}: {e}", path.display());
+                }
                 match polled {
                     Ok(n) => {
                         let counted = analyzer.totals.lines != before.lines;

@@ -326,6 +326,11 @@ pub struct Stream {
     /// Set when the generations changed (a file let go, replaced, truncated):
     /// the checkpoints must be committed even if no byte was read.
     pub changed: bool,
+    /// A file with nothing new for a while is closed; this is where it was,
+    /// with its size and modification time when it was closed.
+    dormant: Option<(Checkpoint, (u64, i64, i64))>,
+    /// When the active file last had something to read.
+    last_activity: std::time::Instant,
 }
 
 /// Rotated names a file may have been given: `.1`, `.1.gz`, `.2`, `.2.gz`, …
@@ -360,7 +365,33 @@ impl Stream {
             totals: crate::pipeline::Totals::default(),
             gap_totals: (0, 0),
             changed: false,
+            dormant: None,
+            last_activity: std::time::Instant::now(),
         }
+    }
+
+    /// Whether the stream holds no open file (it was idle and closed).
+    pub fn is_dormant(&self) -> bool {
+        self.dormant.is_some()
+    }
+
+    /// Closes the file if it has had nothing to read for `idle`, keeping
+    /// where it was; it is reopened (and checked to be the same file) when
+    /// the path changes. Keeps file handles bounded by the active files.
+    pub fn close_if_idle(&mut self, idle: std::time::Duration) -> io::Result<()> {
+        let Some(g) = &self.active else { return Ok(()) };
+        if !self.rotated.is_empty()
+            || !g.partial.is_empty()
+            || g.skip_len > 0
+            || self.last_activity.elapsed() < idle
+        {
+            return Ok(());
+        }
+        let m = g.file.metadata()?;
+        let sig = (m.len(), m.mtime(), m.mtime_nsec());
+        self.dormant = Some((g.checkpoint(&self.name, 0), sig));
+        self.active = None;
+        Ok(())
     }
 
     pub fn name(&self) -> &str {
@@ -441,6 +472,42 @@ impl Stream {
             }
         }
         Ok(None)
+    }
+
+    /// After a rotation: if the file we followed is already `.N` with N > 1,
+    /// the files now at `.N-1` … `.1` were created and rotated between two
+    /// looks; read them whole (unless we hold them already).
+    fn read_unseen_since(
+        &mut self,
+        dev: u64,
+        ino: u64,
+        a: &mut Analyzer<'_>,
+        max_line: usize,
+    ) -> io::Result<u64> {
+        let at = siblings(&self.path).into_iter().find_map(|(n, p)| {
+            std::fs::metadata(&p)
+                .ok()
+                .filter(|m| m.dev() == dev && m.ino() == ino)
+                .map(|_| n)
+        });
+        let mut read = 0;
+        for n in (1..at.unwrap_or(1)).rev() {
+            let mut p = self.path.as_os_str().to_owned();
+            p.push(format!(".{n}"));
+            let Ok(mut g) = Generation::open(Path::new(&p), 0) else {
+                continue;
+            };
+            if self
+                .rotated
+                .iter()
+                .any(|r| r.dev == g.dev && r.ino == g.ino)
+            {
+                continue;
+            }
+            read += g.read_available(a, &self.name, max_line)?.unwrap_or(0);
+            self.rotated.push(g);
+        }
+        Ok(read)
     }
 
     /// Reads whole the rotated files newer than `.{found}` that no checkpoint
@@ -534,6 +601,23 @@ impl Stream {
     /// Reads everything new: rotated files to their end, then the file at
     /// the path, handling rotation and truncation.
     pub fn poll(&mut self, a: &mut Analyzer<'_>, max_line: usize) -> io::Result<u64> {
+        if let Some((cp, sig)) = self.dormant.take() {
+            let unchanged = std::fs::metadata(&self.path)
+                .map(|m| {
+                    m.dev() == cp.dev
+                        && m.ino() == cp.ino
+                        && (m.len(), m.mtime(), m.mtime_nsec()) == sig
+                })
+                .unwrap_or(false);
+            if unchanged {
+                self.dormant = Some((cp, sig));
+                return Ok(0);
+            }
+            // Something happened: reopen as after a restart (same file → resume;
+            // rotated or rewritten → its rest from the rotated copy, then the new file).
+            self.resume(std::slice::from_ref(&cp), a, max_line)?;
+            self.changed = true;
+        }
         let mut read = 0;
         for g in &mut self.rotated {
             // A rotated file rewritten in place is not ours any more: stop reading it.
@@ -578,7 +662,9 @@ impl Stream {
             self.changed = true;
             if let Some(mut old) = self.active.take() {
                 read += old.read_available(a, &self.name, max_line)?.unwrap_or(0);
+                let (dev, ino) = (old.dev, old.ino);
                 self.rotated.push(old);
+                read += self.read_unseen_since(dev, ino, a, max_line)?;
             }
         }
         if self.active.is_none() {
@@ -617,6 +703,7 @@ impl Stream {
         if truncated {
             self.truncated(a, max_line)?;
         }
+        self.last_activity = std::time::Instant::now();
         if let Some(g) = &mut self.active {
             match g.read_available(a, &self.name, max_line)? {
                 Some(n) => read += n,
@@ -661,6 +748,9 @@ impl Stream {
         let mut out = Vec::new();
         if let Some(g) = &self.active {
             out.push(g.checkpoint(&self.name, 0));
+        }
+        if let Some((cp, _)) = &self.dormant {
+            out.push(cp.clone());
         }
         for (i, g) in self.rotated.iter().enumerate() {
             out.push(g.checkpoint(&self.name, i as i64 + 1));

@@ -202,6 +202,18 @@ impl Store {
         }
     }
 
+    /// Runs a query and maps every row.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.conn.prepare(sql).map_err(self.sql())?;
+        let rows = stmt.query_map(params, map).map_err(self.sql())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql())
+    }
+
     fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         |source| StoreError::Sql {
             path: self.path.clone(),
@@ -298,15 +310,11 @@ impl Store {
 
     /// Every saved checkpoint.
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT stream, generation, dev, ino, head_len, head_hash, offset, marker_hash, size, lines, parsed, skipped, last_line_ms
-                 FROM files ORDER BY stream, generation",
-            )
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map([], |r| {
+        self.rows(
+            "SELECT stream, generation, dev, ino, head_len, head_hash, offset, marker_hash, size, lines, parsed, skipped, last_line_ms
+             FROM files ORDER BY stream, generation",
+            [],
+            |r| {
                 Ok(Checkpoint {
                     stream: r.get(0)?,
                     generation: r.get(1)?,
@@ -322,9 +330,8 @@ impl Store {
                     skipped: u(r.get(11)?),
                     last_line_ms: r.get(12)?,
                 })
-            })
-            .map_err(self.sql())?;
-        rows.collect::<Result<_, _>>().map_err(self.sql())
+            },
+        )
     }
 
     /// Commits, in one transaction: the checkpoints (replacing all earlier
@@ -458,50 +465,27 @@ impl Store {
 
     /// The `n` keys with most requests on `day`.
     pub fn top_keys(&self, day: NaiveDate, n: usize) -> Result<Vec<TopKey>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT key_id, masked, name, requests FROM usage WHERE day = ?1 AND key_id != '' ORDER BY requests DESC LIMIT ?2")
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map(params![day.to_string(), n as i64], |r| {
-                Ok(TopKey {
-                    key_id: r.get(0)?,
-                    masked: r.get(1)?,
-                    name: r.get(2)?,
-                    requests: u(r.get(3)?),
-                })
-            })
-            .map_err(self.sql())?;
-        rows.collect::<Result<_, _>>().map_err(self.sql())
+        self.rows(
+            "SELECT key_id, masked, name, requests FROM usage WHERE day = ?1 AND key_id != '' ORDER BY requests DESC LIMIT ?2",
+            params![day.to_string(), n as i64],
+            |r| Ok(TopKey { key_id: r.get(0)?, masked: r.get(1)?, name: r.get(2)?, requests: u(r.get(3)?) }),
+        )
     }
 
     /// Every gap recorded, newest first.
     pub fn gaps(&self) -> Result<Vec<Gap>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT stream, reason, bytes, at_ms FROM gaps ORDER BY id DESC")
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map([], |r| {
+        self.rows(
+            "SELECT stream, reason, bytes, at_ms FROM gaps ORDER BY id DESC",
+            [],
+            |r| {
                 Ok(Gap {
                     stream: r.get(0)?,
                     reason: r.get(1)?,
                     bytes: u(r.get(2)?),
                     at_ms: r.get(3)?,
                 })
-            })
-            .map_err(self.sql())?;
-        rows.collect::<Result<_, _>>().map_err(self.sql())
-    }
-
-    /// Days with stored usage, oldest first.
-    pub fn days(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT DISTINCT day FROM usage ORDER BY day")
-            .map_err(self.sql())?;
-        let rows = stmt.query_map([], |r| r.get(0)).map_err(self.sql())?;
-        rows.collect::<Result<_, _>>().map_err(self.sql())
+            },
+        )
     }
 
     /// Bytes the store takes on disk (database and its write-ahead log).

@@ -231,6 +231,16 @@ fn settle(kw: &Kw, w: &Writer) {
     }
 }
 
+/// Empties a file in place, as copytruncate does.
+fn truncate(path: &Path) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 fn log_path(kw: &Kw) -> PathBuf {
     kw.path("access.log")
 }
@@ -270,12 +280,7 @@ fn copytruncate_counts_every_line_once() {
         // Lines the daemon may or may not have read when the copy is made.
         w.append(&log, &key(2 + round), 30);
         std::fs::copy(&log, rotated(&kw, "1")).unwrap();
-        OpenOptions::new()
-            .write(true)
-            .open(&log)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&log);
         w.append(&log, &key(9), 7);
         settle(&kw, &w);
     }
@@ -746,12 +751,7 @@ fn copytruncate_with_a_writer_that_keeps_its_offset_leaves_no_nul_garbage() {
     let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
     settle(&kw, &w);
     std::fs::copy(&log, rotated(&kw, "1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&log);
     // The writer continues at its old offset: the file now starts with a hole of NULs.
     let mut more = String::new();
     for _ in 0..12 {
@@ -828,12 +828,7 @@ fn rotated_twice_or_copytruncated_while_stopped_loses_nothing() {
     d.stop();
     w.append(&log, &key(2), 6);
     std::fs::copy(&log, rotated(&kw, "1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&log);
     w.append(&log, &key(3), 40);
     let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
     settle(&kw, &w);
@@ -907,12 +902,7 @@ fn polling_alone_follows_rotation_and_truncation() {
     w.append(&log, &key(4), 5);
     std::fs::copy(&log, rotated(&kw, "2")).unwrap();
     std::fs::rename(rotated(&kw, "2"), rotated(&kw, "1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&log);
     w.append(&log, &key(5), 2);
     settle(&kw, &w);
     d.stop();

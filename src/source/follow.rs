@@ -408,14 +408,14 @@ impl Stream {
     ) -> io::Result<()> {
         self.start_at = StartAt::Beginning;
         for c in saved {
-            let here = Generation::open(&self.path, 0).ok();
-            let is_here = here
-                .as_ref()
-                .is_some_and(|g| g.dev == c.dev && g.ino == c.ino);
-            if c.generation == 0 && is_here {
-                if let Some(g) = here.as_ref() {
+            // The file now at the path, opened once: opening it again could
+            // give another file if it is being rotated right now.
+            if c.generation == 0 {
+                let here = Generation::open(&self.path, 0)
+                    .ok()
+                    .filter(|g| g.dev == c.dev && g.ino == c.ino);
+                if let Some(mut g) = here {
                     if g.matches(c)? {
-                        let mut g = Generation::open(&self.path, 0)?;
                         g.resume_from(c)?;
                         self.active = Some(g);
                         continue;
@@ -619,9 +619,24 @@ impl Stream {
             self.changed = true;
         }
         let mut read = 0;
-        for g in &mut self.rotated {
-            // A rotated file rewritten in place is not ours any more: stop reading it.
-            read += g.read_available(a, &self.name, max_line)?.unwrap_or(0);
+        let mut rewritten = Vec::new();
+        for (i, g) in self.rotated.iter_mut().enumerate() {
+            match g.read_available(a, &self.name, max_line)? {
+                Some(n) => read += n,
+                None => rewritten.push(i),
+            }
+        }
+        // A rotated file rewritten in place is not ours any more: what it had
+        // that we had not read is a gap.
+        for i in rewritten.into_iter().rev() {
+            let g = self.rotated.remove(i);
+            self.changed = true;
+            self.gaps.push(Gap {
+                stream: self.name.to_string(),
+                reason: "a rotated file was rewritten before it was read to its end".into(),
+                bytes: g.size.saturating_sub(g.read_pos()),
+                at_ms: now_ms(),
+            });
         }
         // A rotated file is let go once drained and deleted (or after three newer ones).
         let mut kept = Vec::new();

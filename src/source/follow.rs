@@ -669,6 +669,7 @@ impl Stream {
             }
             return Ok(read);
         };
+        let mut just_rotated: Option<Checkpoint> = None;
         let replaced = self
             .active
             .as_ref()
@@ -678,6 +679,7 @@ impl Stream {
             if let Some(mut old) = self.active.take() {
                 read += old.read_available(a, &self.name, max_line)?.unwrap_or(0);
                 let (dev, ino) = (old.dev, old.ino);
+                just_rotated = Some(old.checkpoint(&self.name, 0));
                 self.rotated.push(old);
                 read += self.read_unseen_since(dev, ino, a, max_line)?;
             }
@@ -698,6 +700,20 @@ impl Stream {
             if self.start_at == StartAt::End {
                 g.offset = g.size;
                 g.marker = g.bytes_before_offset()?;
+            }
+            // Replaced by a file that starts with what was read (an atomic
+            // replace with the same content): go on where we were.
+            if let Some(c) = &just_rotated {
+                if g.matches(c)? {
+                    g.resume_from(c)?;
+                    if let Some(pos) = self
+                        .rotated
+                        .iter()
+                        .position(|r| r.dev == c.dev && r.ino == c.ino)
+                    {
+                        self.rotated.remove(pos);
+                    }
+                }
             }
             self.start_at = StartAt::Beginning;
             self.active = Some(g);

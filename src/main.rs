@@ -172,7 +172,7 @@ fn main() -> ExitCode {
                 max_line_length: s.max_line_length,
                 progress: !s.no_progress,
             },
-            &mut std::io::stdout().lock(),
+            &mut std::io::BufWriter::new(std::io::stdout().lock()),
         ),
         Command::Watch(w) => commands::watch::run(&commands::watch::WatchArgs {
             common,
@@ -194,13 +194,13 @@ fn main() -> ExitCode {
         Command::Status(s) => commands::status::status(
             &common,
             output_kind(s.output),
-            &mut std::io::stdout().lock(),
+            &mut std::io::BufWriter::new(std::io::stdout().lock()),
         ),
         Command::Summary(s) => commands::status::summary(
             &common,
             &s.day,
             output_kind(s.output),
-            &mut std::io::stdout().lock(),
+            &mut std::io::BufWriter::new(std::io::stdout().lock()),
         ),
     };
     match result {

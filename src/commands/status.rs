@@ -24,6 +24,7 @@ fn open(setup: &Setup) -> Result<Store, Failure> {
 
 fn write_out(out: &mut dyn Write, text: &str) -> Result<(), Failure> {
     out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
         .map_err(|e| Failure::Io(format!("standard output: {e}")))
 }
 
@@ -161,5 +162,6 @@ pub fn summary(
         }
     }
     out.write_all(&buf)
+        .and_then(|()| out.flush())
         .map_err(|e| Failure::Io(format!("standard output: {e}")))
 }

@@ -175,6 +175,7 @@ fn engine() -> Engine {
         .expect("extractor"),
         zone: Zone::Utc,
         max_line: 256 * 1024,
+        rules: keywatch::detect::RulesConfig::default(),
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Config {
     pub format: FormatConfig,
     #[serde(default)]
     pub keys: KeysConfig,
+    #[serde(default)]
+    pub rules: crate::detect::RulesConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -230,6 +230,8 @@ pub struct KeyRef {
     pub masked: MaskedKey,
     /// Index into [`Extractor::names`].
     pub name: Option<u32>,
+    /// Listed as revoked in the configuration (by id or by prefix).
+    pub revoked: bool,
 }
 
 /// A key found in a URL.
@@ -451,6 +453,8 @@ pub struct Extractor {
     names_by_prefix: Vec<(Vec<u8>, u32)>,
     /// Normalised query parameter names that carry keys.
     param_classes: FastMap<Vec<u8>, ParamClass>,
+    revoked_ids: crate::hash::FastSet<KeyId>,
+    revoked_prefixes: Vec<Vec<u8>>,
 }
 
 /// How many distinct keys each thread remembers the id of.
@@ -494,6 +498,8 @@ impl Extractor {
             names_by_id: FastMap::default(),
             names_by_prefix: Vec::new(),
             param_classes,
+            revoked_ids: crate::hash::FastSet::default(),
+            revoked_prefixes: Vec::new(),
         };
         for (i, n) in names.iter().enumerate() {
             let idx = i as u32;
@@ -525,6 +531,24 @@ impl Extractor {
         Ok(ex)
     }
 
+    /// Marks keys as revoked, by key id (16 hex characters) or by prefix.
+    /// Returns the ids that are not key ids.
+    pub fn set_revoked(&mut self, ids: &[String], prefixes: &[String]) -> Result<(), String> {
+        for id in ids {
+            let parsed = id
+                .trim()
+                .parse()
+                .map_err(|()| format!("{id:?} is not a key id (16 hex characters)"))?;
+            self.revoked_ids.insert(parsed);
+        }
+        self.revoked_prefixes = prefixes
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
+        Ok(())
+    }
+
     /// The key id of a raw key (no cache).
     pub fn key_id(&self, raw: &[u8]) -> KeyId {
         let mut mac = self.mac.clone();
@@ -552,10 +576,13 @@ impl Extractor {
             .find(|(p, _)| raw.starts_with(p))
             .map(|(_, i)| *i)
             .or_else(|| self.names_by_id.get(&id).copied());
+        let revoked = self.revoked_ids.contains(&id)
+            || self.revoked_prefixes.iter().any(|p| raw.starts_with(p));
         let k = KeyRef {
             id,
             masked: mask(raw, &self.sources.prefixes),
             name,
+            revoked,
         };
         if s.cache.len() >= ID_CACHE_LIMIT {
             s.cache.clear();

@@ -25,6 +25,8 @@ pub struct Engine {
     pub zone: Zone,
     /// Lines longer than this are counted and skipped, never buffered whole.
     pub max_line: usize,
+    /// Which rules run.
+    pub rules: crate::detect::RulesConfig,
 }
 
 /// Redacted URLs of a request that exposed a key, built only for such requests.
@@ -98,7 +100,7 @@ impl<'e> Analyzer<'e> {
             exposures: Vec::new(),
             days: DayCutter::new(engine.zone.clone()),
             usage: Usage::default(),
-            detectors: Detectors::all(),
+            detectors: Detectors::new(&engine.rules),
             totals: Totals::default(),
             skipped: Vec::new(),
             last_time_ms: None,

@@ -137,8 +137,34 @@ impl Setup {
             }
             _ => Failure::Io(e.to_string()),
         })?;
-        Extractor::new(&secret, sources, &self.config.keys.names)
-            .map_err(|e| Failure::Usage(format!("config: {e}")))
+        let mut ex = Extractor::new(&secret, sources, &self.config.keys.names)
+            .map_err(|e| Failure::Usage(format!("config: {e}")))?;
+        let revoked = &self.config.rules.revoked_key_in_use;
+        let mut ids = revoked.ids.clone();
+        if let Some(file) = &revoked.ids_file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Failure::Usage(format!(
+                    "rules.revoked_key_in_use.ids_file {}: {e}",
+                    file.display()
+                ))
+            })?;
+            for (n, line) in text.lines().enumerate() {
+                let id = line.split('#').next().unwrap_or("").trim();
+                if !id.is_empty() {
+                    if id.parse::<crate::keys::KeyId>().is_err() {
+                        return Err(Failure::Usage(format!(
+                            "{} line {}: {id:?} is not a key id (16 hex characters)",
+                            file.display(),
+                            n + 1
+                        )));
+                    }
+                    ids.push(id.to_string());
+                }
+            }
+        }
+        ex.set_revoked(&ids, &revoked.prefixes)
+            .map_err(|e| Failure::Usage(format!("rules.revoked_key_in_use.ids: {e}")))?;
+        Ok(ex)
     }
 
     /// The format named on the command line or in the config, compiled.

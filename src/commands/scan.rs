@@ -104,6 +104,7 @@ pub fn run(args: &ScanArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         extractor,
         zone: setup.zone.clone(),
         max_line,
+        rules: setup.config.rules.clone(),
     };
     let threads = args
         .threads

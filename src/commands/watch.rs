@@ -174,6 +174,7 @@ fn follow(
         extractor,
         zone: setup.zone.clone(),
         max_line,
+        rules: setup.config.rules.clone(),
     };
     let mut store = Store::open(&setup.state_dir).map_err(|e| match e {
         crate::store::StoreError::Open { .. } => Failure::Io(e.to_string()),

@@ -3,6 +3,7 @@
 //! wall clock, so a scan of a file finds what following it live would have.
 
 pub mod key_in_url;
+pub mod revoked;
 
 use serde::Serialize;
 
@@ -66,22 +67,83 @@ pub trait Detector: Send + Sized {
     fn findings(&self, names: &[String]) -> Vec<Finding>;
 }
 
+/// Which rules run, and their settings (`[rules]` in the configuration).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    pub key_in_url: Switch,
+    pub revoked_key_in_use: RevokedConfig,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            key_in_url: Switch { enabled: true },
+            revoked_key_in_use: RevokedConfig::default(),
+        }
+    }
+}
+
+/// A rule with nothing to set but whether it runs.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Switch {
+    pub enabled: bool,
+}
+
+/// `[rules.revoked_key_in_use]`: the revoked keys.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RevokedConfig {
+    pub enabled: bool,
+    /// Key ids (16 hex characters, as keywatch prints them).
+    pub ids: Vec<String>,
+    /// Prefixes of revoked keys (as logged; with `logged_prefix_length`, at most that long).
+    pub prefixes: Vec<String>,
+    /// A file with one key id per line (`#` comments allowed).
+    pub ids_file: Option<std::path::PathBuf>,
+}
+
+impl Default for RevokedConfig {
+    fn default() -> Self {
+        RevokedConfig {
+            enabled: true,
+            ids: Vec::new(),
+            prefixes: Vec::new(),
+            ids_file: None,
+        }
+    }
+}
+
 /// The rules that are switched on.
 #[derive(Default)]
 pub struct Detectors {
     pub key_in_url: Option<key_in_url::KeyInUrl>,
+    pub revoked: Option<revoked::RevokedKeyInUse>,
 }
 
 impl Detectors {
     /// Every rule with its default settings.
     pub fn all() -> Self {
+        Detectors::new(&RulesConfig::default())
+    }
+
+    /// The rules the configuration switches on.
+    pub fn new(rules: &RulesConfig) -> Self {
         Detectors {
-            key_in_url: Some(key_in_url::KeyInUrl::default()),
+            key_in_url: rules.key_in_url.enabled.then(key_in_url::KeyInUrl::default),
+            revoked: rules
+                .revoked_key_in_use
+                .enabled
+                .then(revoked::RevokedKeyInUse::default),
         }
     }
 
     pub fn observe(&mut self, req: &KeyedRequest<'_>) {
         if let Some(d) = &mut self.key_in_url {
+            d.observe(req);
+        }
+        if let Some(d) = &mut self.revoked {
             d.observe(req);
         }
     }
@@ -90,12 +152,18 @@ impl Detectors {
         if let (Some(a), Some(b)) = (&mut self.key_in_url, other.key_in_url) {
             a.merge(b);
         }
+        if let (Some(a), Some(b)) = (&mut self.revoked, other.revoked) {
+            a.merge(b);
+        }
     }
 
     /// All findings, most severe first, then by first time.
     pub fn findings(&self, names: &[String]) -> Vec<Finding> {
         let mut all = Vec::new();
         if let Some(d) = &self.key_in_url {
+            all.extend(d.findings(names));
+        }
+        if let Some(d) = &self.revoked {
             all.extend(d.findings(names));
         }
         all.sort_by(|a, b| {

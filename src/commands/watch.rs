@@ -226,15 +226,15 @@ fn follow(
                 continue;
             }
             if let Some(w) = watcher.as_mut() {
-                match w.watch(&dir, RecursiveMode::NonRecursive) {
-                    Ok(()) => {
-                        watched.insert(dir);
-                    }
-                    Err(e) => eprintln!(
+                // Tried once either way: without events the directory's files
+                // are still checked every poll interval.
+                if let Err(e) = w.watch(&dir, RecursiveMode::NonRecursive) {
+                    eprintln!(
                         "keywatch: {}: no file events ({e}); polling it instead",
                         dir.display()
-                    ),
+                    );
                 }
+                watched.insert(dir);
             }
         }
     };

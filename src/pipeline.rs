@@ -89,6 +89,10 @@ pub struct Analyzer<'e> {
     pub skipped: Vec<Skipped>,
     /// The time of the last line parsed.
     pub last_time_ms: Option<i64>,
+    /// Rules that need requests in order, when this analyzer sees them in order.
+    pub ordered: Option<crate::detect::ordered::OrderedDetectors>,
+    /// Otherwise (one piece of a parallel scan) their input, to replay in order.
+    events: Option<Vec<crate::detect::ordered::Event>>,
 }
 
 impl<'e> Analyzer<'e> {
@@ -104,7 +108,29 @@ impl<'e> Analyzer<'e> {
             totals: Totals::default(),
             skipped: Vec::new(),
             last_time_ms: None,
+            ordered: engine.rules.ordered(),
+            events: None,
         }
+    }
+
+    /// An analyzer for one piece of a file read in parallel: the ordered
+    /// rules' input is kept, to be replayed in order by [`Analyzer::merge`].
+    pub fn recording(engine: &'e Engine) -> Self {
+        let mut a = Analyzer::new(engine);
+        if a.ordered.take().is_some() {
+            a.events = Some(Vec::new());
+        }
+        a
+    }
+
+    /// Every finding so far, ordered.
+    pub fn findings(&self, names: &[String]) -> Vec<crate::detect::Finding> {
+        let mut all = self.detectors.findings(names);
+        if let Some(o) = &self.ordered {
+            all.extend(o.findings(names));
+        }
+        crate::detect::sort_findings(&mut all);
+        all
     }
 
     /// Reads one line (without `\n`); `line_no` is its 1-based number in `file`.
@@ -140,6 +166,19 @@ impl<'e> Analyzer<'e> {
             client,
         });
         self.detectors.observe(&req);
+        if let Some(key) = key {
+            let ev = crate::detect::ordered::Event {
+                time_ms: rec.time_ms,
+                client,
+                key,
+                status: rec.status.unwrap_or(0),
+            };
+            if let Some(o) = &mut self.ordered {
+                o.observe(&ev);
+            } else if let Some(events) = &mut self.events {
+                events.push(ev);
+            }
+        }
     }
 
     /// Counts a line that was too long to read whole.
@@ -201,6 +240,13 @@ impl<'e> Analyzer<'e> {
 
     /// Folds in the analyzer of the input that follows this one.
     pub fn merge(&mut self, other: Analyzer<'_>) {
+        if let Some(events) = other.events {
+            match (&mut self.ordered, &mut self.events) {
+                (Some(o), _) => events.iter().for_each(|e| o.observe(e)),
+                (None, Some(mine)) => mine.extend(events),
+                (None, None) => {}
+            }
+        }
         self.usage.merge(&other.usage);
         self.detectors.merge(other.detectors);
         self.totals.add(&other.totals);

@@ -25,7 +25,16 @@ fn readme_sample_command_shows_findings_and_usage() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.starts_with("Findings (2)"), "{out}");
+    assert!(out.starts_with("Findings (4)"), "{out}");
+    assert!(
+        out.contains("HIGH      revoked_key_in_use  legacy-widget"),
+        "{out}"
+    );
+    assert!(
+        out.contains("HIGH      key_bruteforce  client 198.51.100.23"),
+        "{out}"
+    );
+    assert!(out.contains("presented 40 different keys"), "{out}");
     assert!(out.contains("CRITICAL  key_in_url  mobile-app"), "{out}");
     assert!(
         out.contains("evidence: GET /v1/items?api_key=[REDACTED]&limit=20"),
@@ -68,7 +77,12 @@ fn json_output_follows_the_documented_schema() {
     assert!(o.status.success(), "{}", stderr(&o));
     let objs = json_lines(&stdout(&o));
     let types: Vec<&str> = objs.iter().map(|v| v["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["finding", "finding", "summary", "totals"]);
+    assert_eq!(
+        types,
+        [
+            "finding", "finding", "finding", "finding", "summary", "totals"
+        ]
+    );
     let f = &objs[0];
     for field in [
         "rule",
@@ -90,7 +104,7 @@ fn json_output_follows_the_documented_schema() {
         f["first_seen"].as_str().unwrap().len(),
         "2026-11-27T05:52:36Z".len()
     );
-    let s = &objs[2];
+    let s = &objs[4];
     assert_eq!(s["day"], "2026-11-27");
     assert_eq!(s["timezone"], "UTC");
     let keys = s["keys"].as_array().unwrap();
@@ -122,7 +136,7 @@ fn json_output_follows_the_documented_schema() {
         (Some(96), Some(96))
     );
     assert_eq!(s["keyless"]["requests"], 441);
-    let t = &objs[3];
+    let t = &objs[5];
     assert_eq!(
         (
             t["lines"].as_u64(),

@@ -207,3 +207,157 @@ fn near_misses_do_not_fire_and_rules_switch_off() {
         stderr(&o)
     );
 }
+
+fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|_| random_key("kwg_", 28)).collect()
+}
+
+fn rules_of<'a>(f: &'a [Value], rule: &str) -> Vec<&'a Value> {
+    f.iter().filter(|v| v["rule"] == rule).collect()
+}
+
+#[test]
+fn key_bruteforce_fires_on_the_sixth_distinct_rejected_key_and_grows() {
+    let kw = Kw::new();
+    let guesses = keys(9);
+    // Nine different keys from one client within 18 seconds, all rejected.
+    let entries: Vec<(&str, u32, u16, &str)> = guesses
+        .iter()
+        .enumerate()
+        .map(|(i, k)| ("198.51.100.7", i as u32 * 2, 401, k.as_str()))
+        .collect();
+    let f = findings(&kw, "", &log_of(&entries));
+    let b = rules_of(&f, "key_bruteforce");
+    assert_eq!(b.len(), 1, "{f:?}");
+    assert_eq!(b[0]["client"], "198.51.100.7");
+    assert_eq!(
+        b[0]["count"], 9,
+        "all distinct keys of the burst are counted"
+    );
+    assert_eq!(b[0]["first_seen"], "2026-11-27T10:00:00Z");
+    assert_eq!(b[0]["severity"], "high");
+    // The generic burst of the same client is silenced by the stronger finding.
+    assert!(rules_of(&f, "auth_failure_burst").is_empty(), "{f:?}");
+    let all = serde_json::to_string(&f).unwrap();
+    assert!(guesses.iter().all(|k| !all.contains(&k[..12])));
+}
+
+#[test]
+fn key_bruteforce_near_misses() {
+    let kw = Kw::new();
+    let g = keys(12);
+    // Five distinct keys: at capacity, not over it.
+    let five: Vec<_> = g[..5]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| ("198.51.100.7", i as u32, 401, k.as_str()))
+        .collect();
+    assert!(rules_of(&findings(&kw, "", &log_of(&five)), "key_bruteforce").is_empty());
+    // Twelve keys, one every 40 seconds: the bucket leaks faster than it fills.
+    let slow: Vec<_> = g
+        .iter()
+        .enumerate()
+        .map(|(i, k)| ("198.51.100.7", i as u32 * 40, 401, k.as_str()))
+        .collect();
+    assert!(rules_of(&findings(&kw, "", &log_of(&slow)), "key_bruteforce").is_empty());
+    // Keyless 401s are the normal authentication challenge.
+    let keyless: Vec<_> = (0..30).map(|i| ("198.51.100.7", i, 401, "-")).collect();
+    assert!(findings(&kw, "", &log_of(&keyless)).is_empty());
+    // One key retried: not guessing (one distinct key).
+    let retried: Vec<_> = (0..20)
+        .map(|i| ("198.51.100.7", i, 401, g[0].as_str()))
+        .collect();
+    assert!(rules_of(&findings(&kw, "", &log_of(&retried)), "key_bruteforce").is_empty());
+    // Nine keys from nine clients: no single client guesses.
+    let spread: Vec<(String, u32, u16, &str)> = g[..9]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (format!("198.51.100.{i}"), i as u32, 401, k.as_str()))
+        .collect();
+    let spread: Vec<(&str, u32, u16, &str)> = spread
+        .iter()
+        .map(|(ip, s, st, k)| (ip.as_str(), *s, *st, *k))
+        .collect();
+    assert!(rules_of(&findings(&kw, "", &log_of(&spread)), "key_bruteforce").is_empty());
+    // Switched off.
+    let fast: Vec<_> = g[..9]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| ("198.51.100.7", i as u32, 401, k.as_str()))
+        .collect();
+    assert!(
+        rules_of(
+            &findings(
+                &kw,
+                "[rules.key_bruteforce]\nenabled = false\n",
+                &log_of(&fast)
+            ),
+            "key_bruteforce"
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn auth_failure_burst_fires_for_many_rejections_with_few_keys() {
+    let kw = Kw::new();
+    let g = keys(2);
+    let entries: Vec<_> = (0..8)
+        .map(|i| ("203.0.113.50", i, 403, g[(i % 2) as usize].as_str()))
+        .collect();
+    let f = findings(&kw, "", &log_of(&entries));
+    let b = rules_of(&f, "auth_failure_burst");
+    assert_eq!(b.len(), 1, "{f:?}");
+    assert_eq!(b[0]["client"], "203.0.113.50");
+    assert_eq!(
+        b[0]["count"], 3,
+        "the 6th, 7th and 8th rejection overflow the bucket of 5"
+    );
+    assert!(rules_of(&f, "key_bruteforce").is_empty());
+    // Five rejections: no burst.
+    let five: Vec<_> = (0..5)
+        .map(|i| ("203.0.113.50", i, 403, g[0].as_str()))
+        .collect();
+    assert!(rules_of(&findings(&kw, "", &log_of(&five)), "auth_failure_burst").is_empty());
+}
+
+#[test]
+fn rejected_key_repeated_needs_count_and_share_in_the_window() {
+    let kw = Kw::new();
+    let k = random_key("kwx_", 28);
+    // Six rejections in six minutes, nothing else: fires.
+    let six: Vec<_> = (0..6)
+        .map(|i| ("192.0.2.77", i * 60, 401, k.as_str()))
+        .collect();
+    let f = findings(&kw, "", &log_of(&six));
+    let r = rules_of(&f, "rejected_key_repeated");
+    assert_eq!(r.len(), 1, "{f:?}");
+    assert_eq!(r[0]["key_id"], key_id(&k));
+    assert_eq!(r[0]["count"], 6);
+    // Four rejections: below the minimum.
+    assert!(
+        rules_of(
+            &findings(&kw, "", &log_of(&six[..4])),
+            "rejected_key_repeated"
+        )
+        .is_empty()
+    );
+    // Six rejections among many successes: a small share.
+    let mut mixed: Vec<(&str, u32, u16, &str)> = six.clone();
+    mixed.extend((0..60).map(|i| ("192.0.2.77", i * 5, 200, k.as_str())));
+    mixed.sort_by_key(|e| e.1);
+    assert!(rules_of(&findings(&kw, "", &log_of(&mixed)), "rejected_key_repeated").is_empty());
+    // Six rejections over an hour: too thin.
+    let thin: Vec<_> = (0..6)
+        .map(|i| ("192.0.2.77", i * 590, 401, k.as_str()))
+        .collect();
+    assert!(rules_of(&findings(&kw, "", &log_of(&thin)), "rejected_key_repeated").is_empty());
+    // A revoked key is the revoked rule's finding, not this one.
+    let f = findings(
+        &kw,
+        &format!("[rules.revoked_key_in_use]\nids = [\"{}\"]\n", key_id(&k)),
+        &log_of(&six),
+    );
+    assert!(rules_of(&f, "rejected_key_repeated").is_empty());
+    assert_eq!(rules_of(&f, "revoked_key_in_use").len(), 1);
+}

@@ -125,7 +125,7 @@ pub fn run(args: &ScanArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         p.finish_and_clear();
     }
     let a = &outcome.analyzer;
-    let findings = a.detectors.findings(&names);
+    let findings = a.findings(&names);
     let report = Report {
         findings: &findings,
         usage: &a.usage,

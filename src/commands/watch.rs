@@ -384,7 +384,7 @@ fn announce(
     names: &[String],
     announced: &mut HashSet<(&'static str, Option<KeyId>, Option<crate::keys::Place>)>,
 ) {
-    for f in analyzer.detectors.findings(names) {
+    for f in analyzer.findings(names) {
         let id = (f.rule, f.key.map(|k| k.0), f.place);
         if announced.insert(id) {
             let who = f
@@ -462,7 +462,7 @@ fn render_metrics(
     }
     b.family("keywatch_findings", "gauge", "Open findings per rule.");
     let mut per_rule: BTreeMap<&str, u64> = BTreeMap::new();
-    for f in analyzer.detectors.findings(names) {
+    for f in analyzer.findings(names) {
         *per_rule.entry(f.rule).or_default() += 1;
     }
     for (rule, n) in per_rule {

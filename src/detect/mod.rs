@@ -3,6 +3,7 @@
 //! wall clock, so a scan of a file finds what following it live would have.
 
 pub mod key_in_url;
+pub mod ordered;
 pub mod revoked;
 
 use serde::Serialize;
@@ -73,6 +74,9 @@ pub trait Detector: Send + Sized {
 pub struct RulesConfig {
     pub key_in_url: Switch,
     pub revoked_key_in_use: RevokedConfig,
+    pub key_bruteforce: ordered::BucketConfig,
+    pub auth_failure_burst: ordered::BucketConfig,
+    pub rejected_key_repeated: ordered::RepeatedConfig,
 }
 
 impl Default for RulesConfig {
@@ -80,8 +84,36 @@ impl Default for RulesConfig {
         RulesConfig {
             key_in_url: Switch { enabled: true },
             revoked_key_in_use: RevokedConfig::default(),
+            key_bruteforce: ordered::BucketConfig::default(),
+            auth_failure_burst: ordered::BucketConfig::default(),
+            rejected_key_repeated: ordered::RepeatedConfig::default(),
         }
     }
+}
+
+impl RulesConfig {
+    /// The rules that need requests in time order, if any is on.
+    pub fn ordered(&self) -> Option<ordered::OrderedDetectors> {
+        ordered::OrderedDetectors::new(
+            &self.key_bruteforce,
+            &self.auth_failure_burst,
+            &self.rejected_key_repeated,
+        )
+    }
+}
+
+/// Sorts findings: most severe first, then by first time, then stably.
+pub fn sort_findings(all: &mut [Finding]) {
+    all.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.first_ms.cmp(&b.first_ms))
+            .then(b.count.cmp(&a.count))
+            .then(a.key.map(|k| k.0).cmp(&b.key.map(|k| k.0)))
+            .then(a.place.cmp(&b.place))
+            .then(a.client.cmp(&b.client))
+            .then(a.rule.cmp(b.rule))
+    });
 }
 
 /// A rule with nothing to set but whether it runs.
@@ -166,12 +198,7 @@ impl Detectors {
         if let Some(d) = &self.revoked {
             all.extend(d.findings(names));
         }
-        all.sort_by(|a, b| {
-            b.severity
-                .cmp(&a.severity)
-                .then(a.first_ms.cmp(&b.first_ms))
-                .then(b.count.cmp(&a.count))
-        });
+        sort_findings(&mut all);
         all
     }
 }

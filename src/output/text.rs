@@ -110,11 +110,11 @@ pub fn render(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
     } else {
         writeln!(out, "Findings ({})", report.findings.len())?;
         for f in report.findings {
-            let who = f
-                .key
-                .as_ref()
-                .map(|(_, l)| key_phrase(l, report.names))
-                .unwrap_or_default();
+            let who = match (&f.key, &f.client) {
+                (Some((_, l)), _) => key_phrase(l, report.names),
+                (None, Some(c)) => format!("client {c}"),
+                (None, None) => String::new(),
+            };
             writeln!(out)?;
             writeln!(
                 out,

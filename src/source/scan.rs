@@ -57,6 +57,8 @@ pub fn scan<'e>(
     stdin_head: &[u8],
     opts: &ScanOptions,
 ) -> Result<Outcome<'e>, ScanError> {
+    // One analyzer goes through every input in order, so rules that follow
+    // requests in time see them all, across files too.
     let mut total = Analyzer::new(engine);
     let mut per_input = Vec::new();
     for input in inputs {
@@ -65,14 +67,15 @@ pub fn scan<'e>(
             file: name.to_string(),
             source,
         };
-        let analyzer = match input {
+        let before = total.totals;
+        total = match input {
             Input::Stdin => {
                 let stdin = Progress {
                     inner: io::stdin().lock(),
                     bar: None,
                 };
-                read_all(
-                    engine,
+                read_into(
+                    total,
                     LineReader::with_prefix(stdin, engine.max_line, stdin_head),
                     &name,
                     0,
@@ -84,19 +87,24 @@ pub fn scan<'e>(
                 let size = std::fs::metadata(path).map_err(io_err)?.len();
                 if !compressed && opts.threads > 1 && size >= PARALLEL_MIN_BYTES {
                     drop(reader);
-                    scan_parallel(engine, path, size, &name, opts).map_err(io_err)?
+                    scan_parallel(total, engine, path, size, &name, opts).map_err(io_err)?
                 } else {
                     let reader = Progress {
                         inner: reader,
                         bar: opts.progress.clone(),
                     };
-                    read_all(engine, LineReader::new(reader, engine.max_line), &name, 0)
+                    read_into(total, LineReader::new(reader, engine.max_line), &name, 0)
                         .map_err(io_err)?
                 }
             }
         };
-        per_input.push((name.to_string(), analyzer.totals));
-        total.merge(analyzer);
+        let t = total.totals;
+        let file = Totals {
+            lines: t.lines - before.lines,
+            parsed: t.parsed - before.parsed,
+            skipped: t.skipped - before.skipped,
+        };
+        per_input.push((name.to_string(), file));
     }
     Ok(Outcome {
         analyzer: total,
@@ -104,14 +112,13 @@ pub fn scan<'e>(
     })
 }
 
-/// Feeds every line of `lines` to a fresh analyzer; line numbers start after `first_line`.
-fn read_all<'e, R: Read>(
-    engine: &'e Engine,
+/// Feeds every line of `lines` to `a`.
+fn read_into<'e, R: Read>(
+    mut a: Analyzer<'e>,
     mut lines: LineReader<R>,
     name: &Arc<str>,
     first_line: u64,
 ) -> io::Result<Analyzer<'e>> {
-    let mut a = Analyzer::new(engine);
     let mut n = first_line;
     while let Some(line) = lines.next_line()? {
         n += 1;
@@ -123,7 +130,7 @@ fn read_all<'e, R: Read>(
     Ok(a)
 }
 
-/// Where each chunk starts: `threads` roughly equal parts, each moved to just after a newline.
+/// Where each piece starts: `parts` roughly equal parts, each moved to just after a newline.
 fn chunk_starts(file: &File, size: u64, parts: u64) -> io::Result<Vec<u64>> {
     let mut starts = vec![0];
     let mut window = vec![0u8; 64 << 10];
@@ -148,57 +155,90 @@ fn chunk_starts(file: &File, size: u64, parts: u64) -> io::Result<Vec<u64>> {
     Ok(starts)
 }
 
+/// How much of a file one piece of a parallel scan covers.
+const PIECE_BYTES: u64 = 8 << 20;
+
+/// Reads a large file on several threads: it is cut into pieces at line
+/// boundaries; workers take pieces in turn and analyse them, recording the
+/// ordered rules' events; this thread merges the pieces in file order and
+/// replays those events, so every rule sees the requests in log order and
+/// the result is the same on any number of threads. Workers stay at most a
+/// few pieces ahead, so memory does not grow with the file.
 fn scan_parallel<'e>(
+    mut merged: Analyzer<'e>,
     engine: &'e Engine,
     path: &std::path::Path,
     size: u64,
     name: &Arc<str>,
     opts: &ScanOptions,
 ) -> io::Result<Analyzer<'e>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let file = File::open(path)?;
-    let starts = chunk_starts(&file, size, opts.threads as u64)?;
-    let results: Vec<io::Result<Analyzer<'e>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = starts
-            .iter()
-            .enumerate()
-            .map(|(i, &start)| {
-                let end = starts.get(i + 1).copied();
-                let bar = opts.progress.clone();
-                scope.spawn(move || {
-                    let mut f = File::open(path)?;
-                    f.seek(SeekFrom::Start(start))?;
-                    let reader: Box<dyn Read> = match end {
-                        Some(e) => Box::new(f.take(e - start)),
-                        None => Box::new(f),
-                    };
-                    read_all(
-                        engine,
-                        LineReader::new(Progress { inner: reader, bar }, engine.max_line),
-                        name,
-                        0,
-                    )
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("a scan thread panicked")))
-            })
-            .collect()
-    });
-    let mut merged: Option<Analyzer<'e>> = None;
-    for r in results {
-        let mut chunk = r?;
-        let before = merged.as_ref().map_or(0, |m| m.totals.lines);
-        for s in &mut chunk.skipped {
-            s.line += before;
+    let starts = chunk_starts(
+        &file,
+        size,
+        size.div_ceil(PIECE_BYTES).max(opts.threads as u64),
+    )?;
+    let next = AtomicUsize::new(0);
+    let merged_upto = AtomicUsize::new(0);
+    let ahead = opts.threads * 3;
+    std::thread::scope(|scope| {
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<(usize, io::Result<Analyzer<'e>>)>(opts.threads);
+        for _ in 0..opts.threads {
+            let tx = tx.clone();
+            let (starts, next, merged_upto) = (&starts, &next, &merged_upto);
+            let bar = opts.progress.clone();
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= starts.len() {
+                        return;
+                    }
+                    // Wait while too far ahead of the merge (bounded memory).
+                    while i >= merged_upto.load(Ordering::SeqCst) + ahead {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    let piece = (|| {
+                        let (start, end) = (starts[i], starts.get(i + 1).copied());
+                        let mut f = File::open(path)?;
+                        f.seek(SeekFrom::Start(start))?;
+                        let reader: Box<dyn Read> = match end {
+                            Some(e) => Box::new(f.take(e - start)),
+                            None => Box::new(f),
+                        };
+                        let lines = LineReader::new(
+                            Progress {
+                                inner: reader,
+                                bar: bar.clone(),
+                            },
+                            engine.max_line,
+                        );
+                        read_into(Analyzer::recording(engine), lines, name, 0)
+                    })();
+                    if tx.send((i, piece)).is_err() {
+                        return;
+                    }
+                }
+            });
         }
-        match &mut merged {
-            Some(m) => m.merge(chunk),
-            None => merged = Some(chunk),
+        drop(tx);
+        let file_start = merged.totals.lines;
+        let mut pending = std::collections::BTreeMap::new();
+        let mut want = 0;
+        for (i, piece) in rx {
+            pending.insert(i, piece);
+            while let Some(piece) = pending.remove(&want) {
+                let mut piece = piece?;
+                let before = merged.totals.lines - file_start;
+                for s in &mut piece.skipped {
+                    s.line += before;
+                }
+                merged.merge(piece);
+                want += 1;
+                merged_upto.store(want, Ordering::SeqCst);
+            }
         }
-    }
-    Ok(merged.unwrap_or_else(|| Analyzer::new(engine)))
+        Ok(merged)
+    })
 }

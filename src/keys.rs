@@ -241,11 +241,68 @@ pub struct Exposure {
     pub place: Place,
 }
 
+/// A third-party credential (or a credential-named parameter's secret
+/// value) found in a URL. `key` identifies the value the way keys are.
+#[derive(Clone, Debug)]
+pub struct SecretHit {
+    /// `None` for a credential-named parameter whose value has no known shape.
+    pub kind: Option<crate::detect::shapes::SecretKind>,
+    /// The (normalised) parameter name, for credential-named parameters.
+    pub param: Option<String>,
+    pub key: KeyRef,
+    pub place: Place,
+}
+
 /// The keys of one request.
 pub struct Keyed<'s> {
     pub key: Option<KeyRef>,
     pub source: Option<KeySource>,
     pub exposures: &'s [Exposure],
+    pub secrets: &'s [SecretHit],
+}
+
+/// Last name tokens that make a query parameter a credential (`db_password`,
+/// `refresh_token`, `session_key`…), checked on names keywatch does not take
+/// as API keys.
+const CREDENTIAL_SUFFIXES: &[&str] = &[
+    "key",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "apikey",
+    "auth",
+    "session",
+    "sessionid",
+    "credential",
+    "credentials",
+];
+
+/// Names whose last token looks like a credential but which never carry one.
+const NOT_CREDENTIALS: &[&str] = &[
+    "sort_key",
+    "primary_key",
+    "partition_key",
+    "public_key",
+    "publishable_key",
+    "idempotency_key",
+    "cache_key",
+    "key_id",
+    "public_token",
+    "csrf_token",
+    "xsrf_token",
+    "page_token",
+    "next_page_token",
+    "continuation_token",
+    "cursor_token",
+];
+
+/// Whether a normalised parameter name is credential-like by its last token.
+fn credential_named(n: &[u8]) -> bool {
+    let last = n.rsplit(|&b| b == b'_').next().unwrap_or(n);
+    CREDENTIAL_SUFFIXES.iter().any(|s| s.as_bytes() == last)
+        && !NOT_CREDENTIALS.iter().any(|s| s.as_bytes() == n)
 }
 
 /// A name for a key, by id or by a prefix of the key.
@@ -464,6 +521,7 @@ const ID_CACHE_LIMIT: usize = 1 << 16;
 /// seeded hash of the key ([`tag128`]), so it holds no key.
 #[derive(Default)]
 pub struct KeyScratch {
+    secrets: Vec<SecretHit>,
     decoded: Vec<u8>,
     presented: Vec<u8>,
     value: Vec<u8>,
@@ -605,7 +663,9 @@ impl Extractor {
 
     /// Whether a query parameter is one whose value must not be shown.
     pub fn is_credential_param(&self, name: &[u8]) -> bool {
+        let mut buf = [0u8; 64];
         self.classify(name) != ParamClass::Other
+            || url::normalize_name(name, &mut buf).is_some_and(credential_named)
     }
 
     fn has_own_prefix(&self, v: &[u8]) -> bool {
@@ -618,6 +678,7 @@ impl Extractor {
     /// Finds the key a request presented and every key its URLs expose.
     pub fn extract<'s>(&self, rec: &Record<'_>, s: &'s mut KeyScratch) -> Keyed<'s> {
         s.exposures.clear();
+        s.secrets.clear();
         s.presented.clear();
         let mut source = None;
         if let Some(field) = rec.key {
@@ -655,6 +716,20 @@ impl Extractor {
             let mut buf = std::mem::take(&mut s.referer);
             let r = r.decode_into(&mut buf);
             let (path, query) = url::split_url(r);
+            if let Some(userinfo) = url_userinfo(r) {
+                s.value.clear();
+                s.value.extend_from_slice(userinfo);
+                let value = std::mem::take(&mut s.value);
+                let key = self.identify(&value, s);
+                s.value = value;
+                let kind = Some(crate::detect::shapes::SecretKind::UrlCredentials);
+                s.secrets.push(SecretHit {
+                    kind,
+                    param: None,
+                    key,
+                    place: Place::Referer,
+                });
+            }
             self.scan_path(path, Place::Referer, s);
             if let Some(q) = query {
                 self.scan_query(q, Place::Referer, s, false);
@@ -672,18 +747,26 @@ impl Extractor {
             key,
             source,
             exposures: &s.exposures,
+            secrets: &s.secrets,
         }
     }
 
     /// Looks through query pairs for keys. With `attribute`, the first key
     /// found becomes the presented key. Returns whether one was attributed.
     fn scan_query(&self, query: &[u8], place: Place, s: &mut KeyScratch, attribute: bool) -> bool {
+        use crate::detect::shapes::{is_signed_url, secret_kind};
         let mut attributed = false;
+        // Signed URLs carry credentials by design: only our own keys count there.
+        let signed = (memchr::memmem::find(query, b"ignature").is_some()
+            || memchr::memmem::find(query, b"sig=").is_some())
+            && is_signed_url(query);
         for (name, raw_value) in url::query_pairs(query) {
             let class = self.classify(name);
+            let long = raw_value.len() >= 16 && !signed;
             if class == ParamClass::Other
                 && s.presented.is_empty()
                 && self.sources.prefixes.is_empty()
+                && !long
             {
                 continue;
             }
@@ -698,6 +781,31 @@ impl Extractor {
             } || (!s.presented.is_empty() && value == s.presented.as_slice())
                 || self.has_own_prefix(value);
             if !is_key {
+                if long {
+                    let kind = secret_kind(value);
+                    let mut buf = [0u8; 64];
+                    let param = match (kind, url::normalize_name(name, &mut buf)) {
+                        (None, Some(n))
+                            if credential_named(n)
+                                && url::looks_like_secret(value)
+                                && shannon_ok(value) =>
+                        {
+                            Some(String::from_utf8_lossy(n).into_owned())
+                        }
+                        _ => None,
+                    };
+                    if kind.is_some() || param.is_some() {
+                        let value = std::mem::take(&mut s.value);
+                        let key = self.identify(&value, s);
+                        s.value = value;
+                        s.secrets.push(SecretHit {
+                            kind,
+                            param,
+                            key,
+                            place,
+                        });
+                    }
+                }
                 continue;
             }
             if attribute && !attributed {
@@ -714,29 +822,44 @@ impl Extractor {
     }
 
     fn scan_path(&self, path: &[u8], place: Place, s: &mut KeyScratch) {
-        if self.sources.prefixes.is_empty()
-            && (s.presented.is_empty()
-                || (memchr::memchr(b'%', path).is_none()
-                    && memchr::memmem::find(path, &s.presented).is_none()))
-        {
-            // Neither a prefix to look for nor the presented key anywhere in the raw path.
-            return;
-        }
+        let own = !self.sources.prefixes.is_empty()
+            || (!s.presented.is_empty()
+                && (memchr::memchr(b'%', path).is_some()
+                    || memchr::memmem::find(path, &s.presented).is_some()));
         for seg in url::path_segments(path) {
+            if !own && seg.len() < 16 {
+                continue;
+            }
             let seg = if url::needs_decoding(seg, false) {
                 url::percent_decode_into(seg, &mut s.decoded, false)
             } else {
                 seg
             };
-            if (!s.presented.is_empty() && seg == s.presented.as_slice())
-                || self.has_own_prefix(seg)
-            {
-                s.value.clear();
-                s.value.extend_from_slice(seg);
-                let value = std::mem::take(&mut s.value);
-                let key = self.identify(&value, s);
-                s.value = value;
+            let is_own = own
+                && ((!s.presented.is_empty() && seg == s.presented.as_slice())
+                    || self.has_own_prefix(seg));
+            let kind = if is_own {
+                None
+            } else {
+                crate::detect::shapes::secret_kind(seg)
+            };
+            if !is_own && kind.is_none() {
+                continue;
+            }
+            s.value.clear();
+            s.value.extend_from_slice(seg);
+            let value = std::mem::take(&mut s.value);
+            let key = self.identify(&value, s);
+            s.value = value;
+            if is_own {
                 push_exposure(&mut s.exposures, key, place);
+            } else {
+                s.secrets.push(SecretHit {
+                    kind,
+                    param: None,
+                    key,
+                    place,
+                });
             }
         }
     }
@@ -754,7 +877,9 @@ impl Extractor {
         let mut value = std::mem::take(&mut s.value);
         url::percent_decode_into(raw, &mut value, plus);
         let hit = !value.is_empty()
-            && (self.has_own_prefix(&value) || exposed.contains(&self.identify(&value, s).id));
+            && (self.has_own_prefix(&value)
+                || crate::detect::shapes::secret_kind(&value).is_some()
+                || exposed.contains(&self.identify(&value, s).id));
         s.value = value;
         hit
     }
@@ -853,6 +978,26 @@ fn authorization_key(header: &[u8], out: &mut Vec<u8>) -> bool {
         }
         _ => false,
     }
+}
+
+/// The `user:password` of a URL's authority (`https://user:pw@host/`), when
+/// it has a password.
+pub(crate) fn url_userinfo(url: &[u8]) -> Option<&[u8]> {
+    let p = memchr::memmem::find(url, b"://")?;
+    let rest = &url[p + 3..];
+    let end = rest
+        .iter()
+        .position(|&c| matches!(c, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let at = memchr::memrchr(b'@', &rest[..end])?;
+    let userinfo = &rest[..at];
+    let colon = memchr::memchr(b':', userinfo)?;
+    (colon + 1 < userinfo.len()).then_some(userinfo)
+}
+
+/// The credential-parameter rule's entropy floor (gitleaks' generic rule: 3.5 bits).
+fn shannon_ok(v: &[u8]) -> bool {
+    url::shannon_entropy(v) > 3.5
 }
 
 /// Standard base64 with or without padding; `None` on any other byte.

@@ -41,6 +41,8 @@ pub struct KeyedRequest<'a> {
     pub rec: &'a Record<'a>,
     pub key: Option<KeyRef>,
     pub exposures: &'a [Exposure],
+    /// Third-party credentials and credential-named values in its URLs.
+    pub secrets: &'a [crate::keys::SecretHit],
     /// The client address as a number ([`client_tag`]).
     pub client: u128,
     pub evidence: Option<&'a Evidence>,
@@ -82,6 +84,7 @@ pub struct Analyzer<'e> {
     parse: ParseScratch,
     keys: KeyScratch,
     exposures: Vec<Exposure>,
+    secrets: Vec<crate::keys::SecretHit>,
     days: DayCutter,
     pub usage: Usage,
     pub detectors: Detectors,
@@ -102,6 +105,7 @@ impl<'e> Analyzer<'e> {
             parse: ParseScratch::default(),
             keys: KeyScratch::default(),
             exposures: Vec::new(),
+            secrets: Vec::new(),
             days: DayCutter::new(engine.zone.clone()),
             usage: Usage::default(),
             detectors: Detectors::new(&engine.rules),
@@ -147,12 +151,16 @@ impl<'e> Analyzer<'e> {
         let key = keyed.key;
         self.exposures.clear();
         self.exposures.extend_from_slice(keyed.exposures);
-        let evidence = (!self.exposures.is_empty()).then(|| self.evidence(&rec));
+        self.secrets.clear();
+        self.secrets.extend_from_slice(keyed.secrets);
+        let evidence =
+            (!self.exposures.is_empty() || !self.secrets.is_empty()).then(|| self.evidence(&rec));
         let client = rec.client.map_or(0, |c| client_tag(c.raw));
         let req = KeyedRequest {
             rec: &rec,
             key,
             exposures: &self.exposures,
+            secrets: &self.secrets,
             client,
             evidence: evidence.as_ref(),
         };
@@ -209,7 +217,12 @@ impl<'e> Analyzer<'e> {
 
     fn evidence(&mut self, rec: &Record<'_>) -> Evidence {
         let ex = &self.engine.extractor;
-        let exposed: Vec<KeyId> = self.exposures.iter().map(|e| e.key.id).collect();
+        let exposed: Vec<KeyId> = self
+            .exposures
+            .iter()
+            .map(|e| e.key.id)
+            .chain(self.secrets.iter().map(|h| h.key.id))
+            .collect();
         let path = rec.path.map(|p| p.decode()).unwrap_or_default();
         let query = rec.query.map(|q| q.decode());
         let method = rec
@@ -225,7 +238,11 @@ impl<'e> Analyzer<'e> {
                 .addr()
                 .saturating_sub(r.as_ptr().addr())
                 .min(r.len());
-            let head = crate::format::escape::printable(&r[..authority]);
+            let mut head = crate::format::escape::printable(&r[..authority]);
+            if let Some(userinfo) = crate::keys::url_userinfo(&r) {
+                let userinfo = crate::format::escape::printable(userinfo);
+                head = head.replacen(&format!("{userinfo}@"), "[REDACTED]@", 1);
+            }
             head + &ex.redact_url(p, q, &exposed, &mut self.keys)
         });
         Evidence {

@@ -361,3 +361,140 @@ fn rejected_key_repeated_needs_count_and_share_in_the_window() {
     assert!(rules_of(&f, "rejected_key_repeated").is_empty());
     assert_eq!(rules_of(&f, "revoked_key_in_use").len(), 1);
 }
+
+fn rand_from(alphabet: &[u8], n: usize) -> String {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).unwrap();
+    b.iter()
+        .map(|x| alphabet[usize::from(*x) % alphabet.len()] as char)
+        .collect()
+}
+
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+fn url_log(entries: &[(&str, &str)]) -> String {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, (target, referer))| {
+            format!(
+                "{}\n",
+                line(
+                    "192.0.2.60",
+                    &format!("27/Nov/2026:11:00:{:02} +0000", i % 60),
+                    target,
+                    200,
+                    referer,
+                    "-"
+                )
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn third_party_secrets_in_any_url_position_are_found_and_redacted() {
+    let kw = Kw::new();
+    let stripe = format!("sk_{}_{}", "live", rand_from(ALNUM, 24));
+    let github = format!("ghp_{}", rand_from(ALNUM, 36));
+    let jwt = format!(
+        "eyJhbGciOiJIUzI1NiJ9.eyJ{}.{}",
+        rand_from(ALNUM, 20),
+        rand_from(ALNUM, 30)
+    );
+    let password = rand_from(ALNUM, 14);
+    let log = url_log(&[
+        (&format!("/v1/pay?a=1&stripe={stripe}&b=2"), "-"),
+        (&format!("/v1/repos/{github}/hooks"), "-"),
+        (
+            "/docs",
+            &format!("https://app.example/cb?next=%2F&id_token={jwt}"),
+        ),
+        (
+            "/docs",
+            &format!("https://deploy:{password}@ci.example/build/7"),
+        ),
+    ]);
+    let f = findings(&kw, "", &log);
+    let s = rules_of(&f, "secret_in_url");
+    assert_eq!(s.len(), 4, "{f:?}");
+    let places: Vec<&str> = s.iter().map(|v| v["place"].as_str().unwrap()).collect();
+    assert!(
+        places.contains(&"query")
+            && places.contains(&"path")
+            && places.iter().filter(|p| **p == "referer").count() == 2
+    );
+    assert!(s.iter().all(|v| v["severity"] == "high"));
+    let all = serde_json::to_string(&f).unwrap();
+    for secret in [&stripe, &github, &jwt, &password] {
+        assert!(
+            !all.contains(&secret[..secret.len().min(14)]),
+            "a secret in the output: {all}"
+        );
+    }
+    assert!(all.contains("stripe=[REDACTED]&b=2"), "{all}");
+    assert!(
+        all.contains("https://[REDACTED]@ci.example/build/7"),
+        "{all}"
+    );
+}
+
+#[test]
+fn credential_named_parameters_with_secret_values_are_found() {
+    let kw = Kw::new();
+    let secret = rand_from(ALNUM, 24);
+    let log = url_log(&[(&format!("/v1/db?db_password={secret}&x=1"), "-")]);
+    let f = findings(&kw, "", &log);
+    let c = rules_of(&f, "credential_param_in_url");
+    assert_eq!(c.len(), 1, "{f:?}");
+    assert_eq!(c[0]["severity"], "medium");
+    assert!(c[0]["message"].as_str().unwrap().contains("`db_password`"));
+    assert!(!serde_json::to_string(&f).unwrap().contains(&secret[..12]));
+}
+
+#[test]
+fn false_positive_traps_stay_quiet() {
+    let kw = Kw::new();
+    let akid = format!("AKIA{}", rand_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16));
+    let publishable = format!("pk_{}_{}", "live", rand_from(ALNUM, 24));
+    let random = rand_from(ALNUM, 24);
+    let log = url_log(&[
+        // An S3 presigned URL carries an access key id by design.
+        (
+            &format!(
+                "/bucket/obj.pdf?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={akid}%2F20261127%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261127T110000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature={}",
+                rand_from(b"0123456789abcdef", 64)
+            ),
+            "-",
+        ),
+        // Azure SAS.
+        (
+            &format!(
+                "/container/blob?sv=2022-11-02&se=2026-11-28T00%3A00%3A00Z&sp=r&sig={}",
+                rand_from(ALNUM, 43)
+            ),
+            "-",
+        ),
+        // Publishable keys are meant to be public.
+        (&format!("/checkout?pk={publishable}"), "-"),
+        // Names that are not credentials, and cache busters, UUIDs, ids, placeholders.
+        (
+            &format!("/v1/items?sort_key={random}&idempotency_key={random}&page_token={random}"),
+            "-",
+        ),
+        (
+            "/static/app.js?v=d41d8cd98f00b204e9800998ecf8427e&_=1764241200000",
+            "-",
+        ),
+        (
+            "/v1/orders/550e8400-e29b-41d4-a716-446655440000/items/123456789012345678",
+            "-",
+        ),
+        (
+            "/v1/x?session_token=YOUR_SESSION_TOKEN&api_secret=REDACTED",
+            "-",
+        ),
+    ]);
+    let f = findings(&kw, "", &log);
+    assert!(f.is_empty(), "{f:?}");
+}

@@ -5,6 +5,8 @@
 pub mod key_in_url;
 pub mod ordered;
 pub mod revoked;
+pub mod secrets;
+pub mod shapes;
 
 use serde::Serialize;
 
@@ -73,6 +75,8 @@ pub trait Detector: Send + Sized {
 #[serde(deny_unknown_fields, default)]
 pub struct RulesConfig {
     pub key_in_url: Switch,
+    pub secret_in_url: Switch,
+    pub credential_param_in_url: Switch,
     pub revoked_key_in_use: RevokedConfig,
     pub key_bruteforce: ordered::BucketConfig,
     pub auth_failure_burst: ordered::BucketConfig,
@@ -83,6 +87,8 @@ impl Default for RulesConfig {
     fn default() -> Self {
         RulesConfig {
             key_in_url: Switch { enabled: true },
+            secret_in_url: Switch { enabled: true },
+            credential_param_in_url: Switch { enabled: true },
             revoked_key_in_use: RevokedConfig::default(),
             key_bruteforce: ordered::BucketConfig::default(),
             auth_failure_burst: ordered::BucketConfig::default(),
@@ -151,6 +157,8 @@ impl Default for RevokedConfig {
 #[derive(Default)]
 pub struct Detectors {
     pub key_in_url: Option<key_in_url::KeyInUrl>,
+    pub secret_in_url: Option<secrets::SecretInUrl>,
+    pub credential_param: Option<secrets::CredentialParamInUrl>,
     pub revoked: Option<revoked::RevokedKeyInUse>,
 }
 
@@ -164,6 +172,14 @@ impl Detectors {
     pub fn new(rules: &RulesConfig) -> Self {
         Detectors {
             key_in_url: rules.key_in_url.enabled.then(key_in_url::KeyInUrl::default),
+            secret_in_url: rules
+                .secret_in_url
+                .enabled
+                .then(secrets::SecretInUrl::default),
+            credential_param: rules
+                .credential_param_in_url
+                .enabled
+                .then(secrets::CredentialParamInUrl::default),
             revoked: rules
                 .revoked_key_in_use
                 .enabled
@@ -175,6 +191,14 @@ impl Detectors {
         if let Some(d) = &mut self.key_in_url {
             d.observe(req);
         }
+        if !req.secrets.is_empty() {
+            if let Some(d) = &mut self.secret_in_url {
+                d.observe(req);
+            }
+            if let Some(d) = &mut self.credential_param {
+                d.observe(req);
+            }
+        }
         if let Some(d) = &mut self.revoked {
             d.observe(req);
         }
@@ -182,6 +206,12 @@ impl Detectors {
 
     pub fn merge(&mut self, other: Detectors) {
         if let (Some(a), Some(b)) = (&mut self.key_in_url, other.key_in_url) {
+            a.merge(b);
+        }
+        if let (Some(a), Some(b)) = (&mut self.secret_in_url, other.secret_in_url) {
+            a.merge(b);
+        }
+        if let (Some(a), Some(b)) = (&mut self.credential_param, other.credential_param) {
             a.merge(b);
         }
         if let (Some(a), Some(b)) = (&mut self.revoked, other.revoked) {
@@ -193,6 +223,12 @@ impl Detectors {
     pub fn findings(&self, names: &[String]) -> Vec<Finding> {
         let mut all = Vec::new();
         if let Some(d) = &self.key_in_url {
+            all.extend(d.findings(names));
+        }
+        if let Some(d) = &self.secret_in_url {
+            all.extend(d.findings(names));
+        }
+        if let Some(d) = &self.credential_param {
             all.extend(d.findings(names));
         }
         if let Some(d) = &self.revoked {

@@ -1,0 +1,141 @@
+//! `secret_in_url` and `credential_param_in_url`: credentials that are not
+//! this API's keys, in request URLs or Referers. A third-party secret of a
+//! well-known shape (AWS, Stripe, GitHub, Slack, Google, OpenAI, Anthropic,
+//! SendGrid, Twilio, Mailgun, GitLab, npm, JWTs, `user:password@`), or a
+//! parameter whose name says credential carrying a high-entropy value.
+//! Signed URLs and publishable keys are not findings.
+
+use super::{Detector, Finding, Severity};
+use crate::format::escape::printable;
+use crate::hash::FastMap;
+use crate::keys::{KeyId, Place};
+use crate::pipeline::KeyedRequest;
+use crate::usage::{Distinct, KeyLabel};
+
+const MAX_TRACKED: usize = 10_000;
+
+#[derive(Clone, Debug)]
+struct Seen {
+    label: KeyLabel,
+    what: String,
+    count: u64,
+    first_ms: i64,
+    last_ms: i64,
+    first_client: Option<String>,
+    clients: Distinct,
+    evidence: Option<String>,
+}
+
+/// Both rules share their bookkeeping; `params` picks which hits are theirs.
+#[derive(Default)]
+pub struct UrlSecrets<const PARAMS: bool> {
+    seen: FastMap<(KeyId, Place), Seen>,
+    pub untracked: u64,
+}
+
+pub type SecretInUrl = UrlSecrets<false>;
+pub type CredentialParamInUrl = UrlSecrets<true>;
+
+impl<const PARAMS: bool> Detector for UrlSecrets<PARAMS> {
+    const RULE: &'static str = if PARAMS {
+        "credential_param_in_url"
+    } else {
+        "secret_in_url"
+    };
+
+    fn observe(&mut self, req: &KeyedRequest<'_>) {
+        let t = req.rec.time_ms;
+        for h in req.secrets {
+            let what = match (&h.kind, &h.param) {
+                (Some(k), _) if !PARAMS => k.label().to_string(),
+                (None, Some(p)) if PARAMS => format!("a secret value in the parameter `{p}`"),
+                _ => continue,
+            };
+            let slot = (h.key.id, h.place);
+            if !self.seen.contains_key(&slot) && self.seen.len() >= MAX_TRACKED {
+                self.untracked += 1;
+                continue;
+            }
+            let s = self.seen.entry(slot).or_insert_with(|| Seen {
+                label: KeyLabel {
+                    masked: h.key.masked,
+                    name: None,
+                },
+                what,
+                count: 0,
+                first_ms: t,
+                last_ms: t,
+                first_client: req.rec.client.map(|c| printable(&c.decode())),
+                clients: Distinct::default(),
+                evidence: req.evidence.map(|ev| match h.place {
+                    Place::Referer => ev.referer.clone().unwrap_or_default(),
+                    _ => ev.request.clone(),
+                }),
+            });
+            s.count += 1;
+            if t < s.first_ms {
+                s.first_ms = t;
+            }
+            s.last_ms = s.last_ms.max(t);
+            s.clients.insert(req.client);
+        }
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.untracked += other.untracked;
+        for (slot, theirs) in other.seen {
+            let room = self.seen.len() < MAX_TRACKED;
+            match self.seen.get_mut(&slot) {
+                Some(mine) => {
+                    mine.count += theirs.count;
+                    if theirs.first_ms < mine.first_ms {
+                        mine.first_ms = theirs.first_ms;
+                        mine.first_client = theirs.first_client;
+                        mine.evidence = theirs.evidence;
+                    }
+                    mine.last_ms = mine.last_ms.max(theirs.last_ms);
+                    mine.clients.merge(&theirs.clients);
+                }
+                None if room => {
+                    self.seen.insert(slot, theirs);
+                }
+                None => self.untracked += theirs.count,
+            }
+        }
+    }
+
+    fn findings(&self, _names: &[String]) -> Vec<Finding> {
+        self.seen
+            .iter()
+            .map(|((id, place), s)| {
+                let where_ = match place {
+                    Place::Query => "in the query string of request URLs",
+                    Place::Path => "in the path of request URLs",
+                    Place::Referer => "in the Referer of requests",
+                };
+                let times = if s.count == 1 { "once".to_string() } else { format!("{} times", s.count) };
+                Finding {
+                    rule: Self::RULE,
+                    severity: if PARAMS { Severity::Medium } else { Severity::High },
+                    key: Some((*id, s.label)),
+                    client: s.first_client.clone(),
+                    clients: s.clients.count(),
+                    place: Some(*place),
+                    first_ms: s.first_ms,
+                    last_ms: s.last_ms,
+                    count: s.count,
+                    message: format!(
+                        "{} ({}) was sent {where_} {times}; URLs are kept in logs, proxies and browser history, so treat it as leaked",
+                        s.what, s.label.masked
+                    ),
+                    evidence: s.evidence.clone(),
+                    action: if PARAMS {
+                        "rotate the credential and have the client send it in a header or request body, not the URL"
+                    } else {
+                        "revoke the credential with its provider and replace it; find the code that put it in a URL"
+                    },
+                }
+            })
+            .collect()
+    }
+}

@@ -498,3 +498,118 @@ fn false_positive_traps_stay_quiet() {
     let f = findings(&kw, "", &log);
     assert!(f.is_empty(), "{f:?}");
 }
+
+/// A log line at `secs` seconds after 2026-11-20T00:00:00Z.
+fn at(secs: i64, ip: &str, status: u16, key: &str) -> String {
+    let t = chrono::DateTime::from_timestamp(1_763_596_800 + secs, 0).unwrap();
+    format!(
+        "{}\n",
+        line(
+            ip,
+            &t.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+            "/v1/items",
+            status,
+            "-",
+            key
+        )
+    )
+}
+
+/// `per_bucket(b)` requests in 5-minute bucket b, spread inside it.
+fn traffic(buckets: i64, key: &str, per_bucket: impl Fn(i64) -> u32) -> String {
+    let mut s = String::new();
+    for b in 0..buckets {
+        let n = per_bucket(b);
+        for i in 0..n {
+            s.push_str(&at(
+                b * 300 + i64::from(i) * 299 / i64::from(n.max(1)),
+                "192.0.2.10",
+                200,
+                key,
+            ));
+        }
+    }
+    s
+}
+
+#[test]
+fn key_rate_spike_fires_after_two_high_buckets_with_history() {
+    let kw = Kw::new();
+    let k = random_key("kws_", 28);
+    // 26 hours at 10 requests per 5 minutes, then two buckets of 60, then normal again.
+    let log = traffic(316, &k, |b| if b == 312 || b == 313 { 60 } else { 10 });
+    let f = findings(&kw, "", &log);
+    let s = rules_of(&f, "key_rate_spike");
+    assert_eq!(s.len(), 1, "{f:?}");
+    assert_eq!(s[0]["key_id"], key_id(&k));
+    assert_eq!(s[0]["count"], 120);
+    assert_eq!(s[0]["severity"], "medium");
+    assert!(
+        s[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("up to 60 requests in 5 minutes, 6×"),
+        "{}",
+        s[0]["message"]
+    );
+}
+
+#[test]
+fn key_rate_spike_near_misses() {
+    let kw = Kw::new();
+    let k = random_key("kws_", 28);
+    // One high bucket, not extreme: no.
+    let one = traffic(316, &k, |b| if b == 312 { 60 } else { 10 });
+    assert!(rules_of(&findings(&kw, "", &one), "key_rate_spike").is_empty());
+    // Cold start: the spike comes within the key's first day.
+    let cold = traffic(100, &k, |b| if b == 90 || b == 91 { 200 } else { 10 });
+    assert!(rules_of(&findings(&kw, "", &cold), "key_rate_spike").is_empty());
+    // Tiny volumes: 2 a bucket, then 20 twice (10×, under the 25-request floor).
+    let tiny = traffic(316, &k, |b| if b == 312 || b == 313 { 20 } else { 2 });
+    assert!(rules_of(&findings(&kw, "", &tiny), "key_rate_spike").is_empty());
+    // A daily peak is the key's normal once three days are known: the peak of
+    // the fourth day is no spike (earlier days' peaks may be, before the baseline knows them).
+    let daily = traffic(4 * 288 + 10, &k, |b| {
+        if (108..112).contains(&(b % 288)) {
+            60
+        } else {
+            10
+        }
+    });
+    let f = findings(&kw, "", &daily);
+    for s in rules_of(&f, "key_rate_spike") {
+        assert!(
+            s["last_seen"].as_str().unwrap() < "2026-11-23T00:00:00Z",
+            "{s}"
+        );
+    }
+}
+
+#[test]
+fn key_new_network_needs_history_and_a_success() {
+    let kw = Kw::new();
+    let k = random_key("kwn_", 28);
+    let mut log: String = (0..8 * 24)
+        .map(|h| at(h * 3600, "192.0.2.10", 200, &k))
+        .collect();
+    let day8 = 8 * 86_400;
+    log.push_str(&at(day8 + 10, "203.0.113.9", 401, &k)); // rejected: not yet
+    log.push_str(&at(day8 + 20, "192.0.2.99", 200, &k)); // the same /24 as always
+    log.push_str(&at(day8 + 30, "203.0.113.9", 200, &k)); // new network, accepted
+    log.push_str(&at(day8 + 40, "203.0.113.12", 200, &k)); // same new /24: the finding grows
+    let f = findings(&kw, "", &log);
+    let n = rules_of(&f, "key_new_network");
+    assert_eq!(n.len(), 1, "{f:?}");
+    assert_eq!(n[0]["count"], 2);
+    assert!(
+        n[0]["message"].as_str().unwrap().contains("203.0.113.0/24"),
+        "{}",
+        n[0]["message"]
+    );
+    // Three days of history only: no finding.
+    let short: String = (0..3 * 24)
+        .map(|h| at(h * 3600, "192.0.2.10", 200, &k))
+        .chain([at(3 * 86_400, "203.0.113.9", 200, &k)])
+        .collect();
+    assert!(rules_of(&findings(&kw, "", &short), "key_new_network").is_empty());
+}

@@ -2,6 +2,7 @@
 //! requests into [`Finding`]s. Detection time is the log's time, never the
 //! wall clock, so a scan of a file finds what following it live would have.
 
+pub mod behaviour;
 pub mod key_in_url;
 pub mod ordered;
 pub mod revoked;
@@ -81,6 +82,8 @@ pub struct RulesConfig {
     pub key_bruteforce: ordered::BucketConfig,
     pub auth_failure_burst: ordered::BucketConfig,
     pub rejected_key_repeated: ordered::RepeatedConfig,
+    pub key_rate_spike: behaviour::SpikeConfig,
+    pub key_new_network: behaviour::NetworkConfig,
 }
 
 impl Default for RulesConfig {
@@ -93,6 +96,8 @@ impl Default for RulesConfig {
             key_bruteforce: ordered::BucketConfig::default(),
             auth_failure_burst: ordered::BucketConfig::default(),
             rejected_key_repeated: ordered::RepeatedConfig::default(),
+            key_rate_spike: behaviour::SpikeConfig::default(),
+            key_new_network: behaviour::NetworkConfig::default(),
         }
     }
 }
@@ -100,11 +105,7 @@ impl Default for RulesConfig {
 impl RulesConfig {
     /// The rules that need requests in time order, if any is on.
     pub fn ordered(&self) -> Option<ordered::OrderedDetectors> {
-        ordered::OrderedDetectors::new(
-            &self.key_bruteforce,
-            &self.auth_failure_burst,
-            &self.rejected_key_repeated,
-        )
+        ordered::OrderedDetectors::new(self)
     }
 }
 

@@ -155,25 +155,35 @@ pub struct OrderedDetectors {
     brute_open: FastMap<u128, Open>,
     burst_open: FastMap<u128, Open>,
     repeated_open: FastMap<KeyId, Open>,
+    behaviour: Option<super::behaviour::KeyBehaviour>,
     pub untracked: u64,
 }
 
 impl OrderedDetectors {
-    pub fn new(
-        brute: &BucketConfig,
-        burst: &BucketConfig,
-        repeated: &RepeatedConfig,
-    ) -> Option<Self> {
+    pub fn new(rules: &super::RulesConfig) -> Option<Self> {
+        let (brute, burst, repeated) = (
+            &rules.key_bruteforce,
+            &rules.auth_failure_burst,
+            &rules.rejected_key_repeated,
+        );
         let d = OrderedDetectors {
+            behaviour: super::behaviour::KeyBehaviour::new(
+                &rules.key_rate_spike,
+                &rules.key_new_network,
+            ),
             brute: brute.enabled.then(|| brute.clone()),
             burst: burst.enabled.then(|| burst.clone()),
             repeated: repeated.enabled.then(|| repeated.clone()),
             ..OrderedDetectors::default()
         };
-        (d.brute.is_some() || d.burst.is_some() || d.repeated.is_some()).then_some(d)
+        (d.brute.is_some() || d.burst.is_some() || d.repeated.is_some() || d.behaviour.is_some())
+            .then_some(d)
     }
 
     pub fn observe(&mut self, e: &Event) {
+        if let Some(b) = &mut self.behaviour {
+            b.observe(e);
+        }
         if matches!(e.status, 200..=399) && self.known_valid.len() < MAX_TRACKED {
             self.known_valid.insert(e.key.id);
         }
@@ -315,7 +325,11 @@ impl OrderedDetectors {
     }
 
     pub fn findings(&self, names: &[String]) -> Vec<Finding> {
-        let mut out = Vec::new();
+        let mut out = self
+            .behaviour
+            .as_ref()
+            .map(|b| b.findings(names))
+            .unwrap_or_default();
         for (client, o) in &self.brute_open {
             let ip = client_text(*client);
             out.push(Finding {

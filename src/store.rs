@@ -17,6 +17,9 @@ use crate::usage::{DayUsage, Distinct, Histogram, KeyLabel, KeyUsage, Usage};
 
 /// The file inside the state directory.
 pub const DB_FILE: &str = "keywatch.db";
+/// The `usage` row of the keys folded past the per-day cap.
+const OTHER_KEYS: &str = "~other";
+
 /// The schema this build writes.
 pub const SCHEMA_VERSION: i64 = 1;
 
@@ -381,6 +384,12 @@ impl Store {
         for (day, d) in &delta.days {
             let day_s = day.to_string();
             let keyless = (String::new(), "-".to_string(), None, &d.keyless);
+            let other = (
+                OTHER_KEYS.to_string(),
+                "(other keys)".to_string(),
+                None,
+                &d.other,
+            );
             let keyed = d.keys.iter().map(|(id, u)| {
                 let label = delta.labels.get(id);
                 let name = label
@@ -394,7 +403,10 @@ impl Store {
                     u,
                 )
             });
-            for (key_id, masked, name, add) in std::iter::once(keyless).chain(keyed) {
+            for (key_id, masked, name, add) in std::iter::once(keyless)
+                .chain(std::iter::once(other))
+                .chain(keyed)
+            {
                 if add.requests == 0 {
                     continue;
                 }
@@ -441,6 +453,10 @@ impl Store {
                 day_usage.keyless = u;
                 continue;
             }
+            if key_id == OTHER_KEYS {
+                day_usage.other = u;
+                continue;
+            }
             let Ok(id) = key_id.parse::<KeyId>() else {
                 continue;
             };
@@ -457,7 +473,10 @@ impl Store {
             );
             day_usage.keys.insert(id, u);
         }
-        if day_usage.keyless.requests > 0 || !day_usage.keys.is_empty() {
+        if day_usage.keyless.requests > 0
+            || day_usage.other.requests > 0
+            || !day_usage.keys.is_empty()
+        {
             usage.days.insert(day, day_usage);
         }
         Ok((usage, names))
@@ -466,7 +485,7 @@ impl Store {
     /// The `n` keys with most requests on `day`.
     pub fn top_keys(&self, day: NaiveDate, n: usize) -> Result<Vec<TopKey>, StoreError> {
         self.rows(
-            "SELECT key_id, masked, name, requests FROM usage WHERE day = ?1 AND key_id != '' ORDER BY requests DESC LIMIT ?2",
+            "SELECT key_id, masked, name, requests FROM usage WHERE day = ?1 AND key_id != '' AND key_id != '~other' ORDER BY requests DESC LIMIT ?2",
             params![day.to_string(), n as i64],
             |r| Ok(TopKey { key_id: r.get(0)?, masked: r.get(1)?, name: r.get(2)?, requests: u(r.get(3)?) }),
         )

@@ -118,6 +118,14 @@ pub fn render_summaries(report: &Report<'_>, out: &mut dyn Write) -> io::Result<
             "timezone": zone.name(),
             "keys": keys,
             "keyless": usage_json(&d.keyless, zone),
+            "other_keys": (d.other.requests > 0).then(|| {
+                let mut v = usage_json(&d.other, zone);
+                if let Value::Object(m) = &mut v {
+                    m.insert("keys".into(), json!(d.other_keys.count()));
+                    m.insert("keys_estimated".into(), json!(d.other_keys.is_estimated()));
+                }
+                v
+            }),
         });
         writeln!(out, "{v}")?;
     }

@@ -246,6 +246,22 @@ pub fn render_usage(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> 
             &rest,
         ));
     }
+    let mut other = KeyUsage::default();
+    let mut other_keys = crate::usage::Distinct::default();
+    for d in report.usage.days.values() {
+        other.merge(&d.other);
+        other_keys.merge(&d.other_keys);
+    }
+    if other.requests > 0 {
+        let label = format!(
+            "({}{} more keys, past the per-day cap)",
+            if other_keys.is_estimated() { "~" } else { "" },
+            other_keys.count()
+        );
+        table
+            .rows
+            .push(usage_row(report, label, "-".into(), &other));
+    }
     let keyless = report.usage.keyless();
     if keyless.requests > 0 {
         table

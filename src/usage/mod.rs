@@ -99,6 +99,18 @@ impl KeyUsage {
 pub struct DayUsage {
     pub keys: FastMap<KeyId, KeyUsage>,
     pub keyless: KeyUsage,
+    /// Keys past [`MAX_KEYS_PER_DAY`] (a flood of random keys), folded together.
+    pub other: KeyUsage,
+    /// How many distinct keys were folded into `other`.
+    pub other_keys: Distinct,
+}
+
+/// Keys counted one by one per day; the rest are folded into one row, so a
+/// flood of random keys cannot grow memory without bound.
+pub const MAX_KEYS_PER_DAY: usize = 50_000;
+
+fn key_tag(id: &KeyId) -> u128 {
+    u128::from(u64::from_le_bytes(id.0))
 }
 
 /// How a key is shown: its mask and configured name.
@@ -129,7 +141,12 @@ pub struct Hit {
 impl Usage {
     pub fn record(&mut self, hit: &Hit) {
         let day = self.days.entry(hit.day).or_default();
+        let full = day.keys.len() >= MAX_KEYS_PER_DAY;
         let usage = match hit.key {
+            Some(k) if full && !day.keys.contains_key(&k.id) => {
+                day.other_keys.insert(key_tag(&k.id));
+                &mut day.other
+            }
             Some(k) => match day.keys.get_mut(&k.id) {
                 Some(u) => u,
                 None => {
@@ -155,9 +172,16 @@ impl Usage {
         for (day, theirs) in &other.days {
             let mine = self.days.entry(*day).or_default();
             for (id, u) in &theirs.keys {
-                mine.keys.entry(*id).or_default().merge(u);
+                if mine.keys.len() >= MAX_KEYS_PER_DAY && !mine.keys.contains_key(id) {
+                    mine.other.merge(u);
+                    mine.other_keys.insert(key_tag(id));
+                } else {
+                    mine.keys.entry(*id).or_default().merge(u);
+                }
             }
             mine.keyless.merge(&theirs.keyless);
+            mine.other.merge(&theirs.other);
+            mine.other_keys.merge(&theirs.other_keys);
         }
         for (id, l) in &other.labels {
             self.labels.entry(*id).or_insert(*l);

@@ -1040,3 +1040,93 @@ fn an_overflowing_event_queue_misses_no_rotation() {
     d.stop();
     assert_eq!(stored(&kw), w.expected());
 }
+
+#[test]
+fn findings_of_a_followed_log_equal_those_of_the_same_log_scanned() {
+    let kw = Kw::new();
+    let log = kw.path("access.log");
+    let sample = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/access.log")).unwrap();
+    std::fs::write(&log, "").unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/keywatch.toml");
+    let err = std::fs::File::create(kw.path("watch.err")).unwrap();
+    let child = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args([
+            "--config",
+            config,
+            "--timezone",
+            "UTC",
+            "watch",
+            "--poll-interval",
+            "50ms",
+            "--from-beginning",
+        ])
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        kw: &kw,
+        child: Some(child),
+    };
+    let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+    for piece in sample.chunks(50_000) {
+        f.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_until("the whole sample counted", LONG, || {
+        status(&kw)["files"].as_array().is_some_and(|f| {
+            f.iter()
+                .map(|x| x["lines"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+                == 2823
+        })
+    });
+    d.stop();
+    // "keywatch: finding: <severity> <rule> <who>: <message>"
+    let mut live: Vec<String> = std::fs::read_to_string(kw.path("watch.err"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("keywatch: finding: "))
+        .map(|l| l.split(": ").next().unwrap_or("").to_string())
+        .collect();
+    live.sort();
+    let scan = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args([
+            "--config",
+            config,
+            "--timezone",
+            "UTC",
+            "scan",
+            "-o",
+            "json",
+        ])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let mut scanned: Vec<String> = stdout(&scan)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "finding")
+        .map(|v| {
+            let who = match (v["name"].as_str(), v["key"].as_str(), v["client"].as_str()) {
+                (Some(n), Some(k), _) => format!("{n} ({k})"),
+                (None, Some(k), _) => k.to_string(),
+                (_, None, Some(c)) => format!("client {c}"),
+                _ => String::new(),
+            };
+            format!(
+                "{} {} {who}",
+                v["severity"].as_str().unwrap(),
+                v["rule"].as_str().unwrap()
+            )
+        })
+        .collect();
+    scanned.sort();
+    assert_eq!(live, scanned);
+    assert_eq!(live.len(), 4, "{live:?}");
+}

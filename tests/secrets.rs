@@ -54,6 +54,14 @@ fn no_raw_key_reaches_any_output_or_file() {
     ]
     .join("\n");
     log.push('\n');
+    // Guessed keys (brute force), a third-party secret, a credential-named parameter.
+    let guesses: Vec<String> = (0..7).map(|_| random_key("kwg_", 30)).collect();
+    for (i, g) in guesses.iter().enumerate() {
+        log.push_str(&format!("198.51.100.66 - - [01/Mar/2025:10:01:{i:02} +0000] \"GET /v1/items HTTP/1.1\" 401 10 \"-\" \"ua\" \"{g}\" \"-\"\n"));
+    }
+    let third_party = format!("sk_{}_{}", "live", random_key("", 24));
+    let db_password = random_key("", 22);
+    log.push_str(&format!("192.0.2.12 - - [01/Mar/2025:10:02:00 +0000] \"GET /pay?stripe={third_party}&db_password={db_password} HTTP/1.1\" 200 1 \"-\" \"-\" \"-\" \"-\"\n"));
     let path = kw.write("access.log", &log);
     let config = kw.write("config.toml", "[keys]\nprefixes = [\"kwt_\"]\n");
     let mut outputs = Vec::new();
@@ -79,6 +87,12 @@ fn no_raw_key_reaches_any_output_or_file() {
     // The findings prove the keys were seen where they were put.
     let json = &outputs[2].1;
     assert_eq!(json.matches("\"rule\":\"key_in_url\"").count(), 5, "{json}");
+    for rule in ["key_bruteforce", "secret_in_url", "credential_param_in_url"] {
+        assert!(
+            json.contains(&format!("\"rule\":\"{rule}\"")),
+            "{rule} missing: {json}"
+        );
+    }
     assert!(json.contains("\"skipped\":2"), "{json}");
     for f in files_below(&kw.state()) {
         outputs.push((
@@ -90,7 +104,12 @@ fn no_raw_key_reaches_any_output_or_file() {
         outputs.len() >= 5,
         "the state directory holds the key secret"
     );
-    for key in &keys {
+    let all_secrets: Vec<&String> = keys
+        .iter()
+        .chain(&guesses)
+        .chain([&third_party, &db_password])
+        .collect();
+    for key in all_secrets {
         for (what, text) in &outputs {
             assert!(!text.contains(key.as_str()), "a whole key in {what}");
             for w in key.as_bytes().windows(12) {

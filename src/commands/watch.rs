@@ -387,11 +387,11 @@ fn announce(
     for f in analyzer.findings(names) {
         let id = (f.rule, f.key.map(|k| k.0), f.place);
         if announced.insert(id) {
-            let who = f
-                .key
-                .as_ref()
-                .map(|(_, l)| key_phrase(l, names))
-                .unwrap_or_default();
+            let who = match (&f.key, &f.client) {
+                (Some((_, l)), _) => key_phrase(l, names),
+                (None, Some(c)) => format!("client {c}"),
+                (None, None) => String::new(),
+            };
             eprintln!(
                 "keywatch: finding: {} {} {who}: {}",
                 f.severity.as_str(),

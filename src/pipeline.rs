@@ -85,6 +85,7 @@ pub struct Analyzer<'e> {
     keys: KeyScratch,
     exposures: Vec<Exposure>,
     secrets: Vec<crate::keys::SecretHit>,
+    ua_hasher: crate::hash::FastState,
     days: DayCutter,
     pub usage: Usage,
     pub detectors: Detectors,
@@ -106,6 +107,7 @@ impl<'e> Analyzer<'e> {
             keys: KeyScratch::default(),
             exposures: Vec::new(),
             secrets: Vec::new(),
+            ua_hasher: crate::hash::FastState::default(),
             days: DayCutter::new(engine.zone.clone()),
             usage: Usage::default(),
             detectors: Detectors::new(&engine.rules),
@@ -175,11 +177,15 @@ impl<'e> Analyzer<'e> {
         });
         self.detectors.observe(&req);
         if let Some(key) = key {
+            let ua = rec.user_agent.map_or(0, |u| {
+                std::hash::BuildHasher::hash_one(&self.ua_hasher, u.raw)
+            });
             let ev = crate::detect::ordered::Event {
                 time_ms: rec.time_ms,
                 client,
                 key,
                 status: rec.status.unwrap_or(0),
+                ua,
             };
             if let Some(o) = &mut self.ordered {
                 o.observe(&ev);

@@ -613,3 +613,83 @@ fn key_new_network_needs_history_and_a_success() {
         .collect();
     assert!(rules_of(&findings(&kw, "", &short), "key_new_network").is_empty());
 }
+
+/// Like [`at`], with a user agent.
+fn at_ua(secs: i64, ip: &str, ua: &str, key: &str) -> String {
+    let t = chrono::DateTime::from_timestamp(1_763_596_800 + secs, 0).unwrap();
+    format!(
+        "{ip} - - [{}] \"GET /v1/items HTTP/1.1\" 200 120 \"-\" \"{ua}\" 0.010 \"{key}\"\n",
+        t.format("%d/%b/%Y:%H:%M:%S +0000")
+    )
+}
+
+#[test]
+fn key_fanout_fires_when_an_hour_brings_far_more_networks() {
+    let kw = Kw::new();
+    let k = random_key("kwf_", 28);
+    // 30 hours from two networks, then an hour from 20 networks, then a normal hour.
+    let mut log = String::new();
+    for h in 0..30i64 {
+        log.push_str(&at(h * 3600 + 10, "192.0.2.10", 200, &k));
+        log.push_str(&at(h * 3600 + 20, "198.51.100.10", 200, &k));
+    }
+    for n in 0..20 {
+        log.push_str(&at(30 * 3600 + 10 + n, &format!("203.0.{n}.7"), 200, &k));
+    }
+    log.push_str(&at(31 * 3600 + 10, "192.0.2.10", 200, &k));
+    let f = findings(&kw, "", &log);
+    let fan = rules_of(&f, "key_fanout");
+    assert_eq!(fan.len(), 1, "{f:?}");
+    assert!(
+        fan[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("from 20 networks within an hour"),
+        "{}",
+        fan[0]["message"]
+    );
+    // Five networks in the hour: not more than max(5, 3 × 2).
+    let mut near = String::new();
+    for h in 0..30i64 {
+        near.push_str(&at(h * 3600 + 10, "192.0.2.10", 200, &k));
+        near.push_str(&at(h * 3600 + 20, "198.51.100.10", 200, &k));
+    }
+    for n in 0..5 {
+        near.push_str(&at(30 * 3600 + 10 + n, &format!("203.0.{n}.7"), 200, &k));
+    }
+    near.push_str(&at(31 * 3600 + 10, "192.0.2.10", 200, &k));
+    assert!(rules_of(&findings(&kw, "", &near), "key_fanout").is_empty());
+}
+
+#[test]
+fn key_shared_needs_many_user_agents_from_many_networks() {
+    let kw = Kw::new();
+    let k = random_key("kwh_", 28);
+    let shared: String = (0..6)
+        .map(|i| {
+            at_ua(
+                i * 60,
+                &format!("203.0.{i}.9"),
+                &format!("integration-{i}/1.0"),
+                &k,
+            )
+        })
+        .collect();
+    let f = findings(&kw, "", &shared);
+    let s = rules_of(&f, "key_shared");
+    assert_eq!(s.len(), 1, "{f:?}");
+    assert_eq!(s[0]["severity"], "low");
+    assert!(
+        s[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("6 different user agents from 6 networks"),
+        "{}",
+        s[0]["message"]
+    );
+    // Many browsers behind one office network are one integration.
+    let office: String = (0..6)
+        .map(|i| at_ua(i * 60, "192.0.2.44", &format!("Browser/{i}"), &k))
+        .collect();
+    assert!(rules_of(&findings(&kw, "", &office), "key_shared").is_empty());
+}

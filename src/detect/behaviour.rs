@@ -100,6 +100,63 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FanoutConfig {
+    pub enabled: bool,
+    /// Distinct networks in an hour that never fire, whatever the history.
+    pub min_networks: u32,
+    /// How many times the key's median hourly networks an hour must exceed.
+    pub factor: f64,
+}
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        FanoutConfig {
+            enabled: true,
+            min_networks: 5,
+            factor: 3.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharedConfig {
+    pub enabled: bool,
+    /// Distinct user agents in one day…
+    pub min_user_agents: u32,
+    /// …from at least this many distinct networks.
+    pub min_networks: u32,
+}
+
+impl Default for SharedConfig {
+    fn default() -> Self {
+        SharedConfig {
+            enabled: true,
+            min_user_agents: 5,
+            min_networks: 5,
+        }
+    }
+}
+
+/// Sets in these rules stop growing here: past it, the answer is already yes.
+const SMALL_SET: usize = 4096;
+
+#[derive(Default)]
+struct Fan {
+    hour: i64,
+    nets: crate::hash::FastSet<u128>,
+    history: VecDeque<u32>,
+}
+
+#[derive(Default)]
+struct Shared {
+    day: i64,
+    uas: crate::hash::FastSet<u64>,
+    nets: crate::hash::FastSet<u128>,
+}
+
 #[derive(Default)]
 struct Rate {
     /// The bucket being filled and its count.
@@ -130,6 +187,12 @@ struct Open {
 pub struct KeyBehaviour {
     spike: Option<SpikeConfig>,
     network: Option<NetworkConfig>,
+    fanout: Option<FanoutConfig>,
+    shared: Option<SharedConfig>,
+    fans: FastMap<KeyId, Fan>,
+    shares: FastMap<KeyId, Shared>,
+    fanouts: FastMap<KeyId, Open>,
+    shared_open: FastMap<KeyId, Open>,
     rates: FastMap<KeyId, Rate>,
     networks: FastMap<KeyId, (i64, FastMap<u128, i64>)>,
     spikes: FastMap<KeyId, Open>,
@@ -138,13 +201,22 @@ pub struct KeyBehaviour {
 }
 
 impl KeyBehaviour {
-    pub fn new(spike: &SpikeConfig, network: &NetworkConfig) -> Option<Self> {
+    pub fn new(rules: &super::RulesConfig) -> Option<Self> {
         let b = KeyBehaviour {
-            spike: spike.enabled.then(|| spike.clone()),
-            network: network.enabled.then(|| network.clone()),
+            spike: rules
+                .key_rate_spike
+                .enabled
+                .then(|| rules.key_rate_spike.clone()),
+            network: rules
+                .key_new_network
+                .enabled
+                .then(|| rules.key_new_network.clone()),
+            fanout: rules.key_fanout.enabled.then(|| rules.key_fanout.clone()),
+            shared: rules.key_shared.enabled.then(|| rules.key_shared.clone()),
             ..KeyBehaviour::default()
         };
-        (b.spike.is_some() || b.network.is_some()).then_some(b)
+        (b.spike.is_some() || b.network.is_some() || b.fanout.is_some() || b.shared.is_some())
+            .then_some(b)
     }
 
     pub fn observe(&mut self, e: &Event) {
@@ -153,6 +225,108 @@ impl KeyBehaviour {
         }
         if let Some(cfg) = self.network.clone() {
             self.observe_network(e, &cfg);
+        }
+        if let Some(cfg) = self.fanout.clone() {
+            self.observe_fanout(e, &cfg);
+        }
+        if let Some(cfg) = self.shared.clone() {
+            self.observe_shared(e, &cfg);
+        }
+    }
+
+    fn observe_fanout(&mut self, e: &Event, cfg: &FanoutConfig) {
+        let hour = e.time_ms.div_euclid(3_600_000);
+        if !self.fans.contains_key(&e.key.id) && self.fans.len() >= MAX_KEYS {
+            self.untracked += 1;
+            return;
+        }
+        let f = self.fans.entry(e.key.id).or_insert_with(|| Fan {
+            hour,
+            ..Fan::default()
+        });
+        if hour > f.hour {
+            let count = f.nets.len() as u32;
+            // A day of hours first; then the hour against the key's own median.
+            if f.history.len() >= 24 {
+                let mut h: Vec<f64> = f.history.iter().map(|&c| f64::from(c)).collect();
+                let limit = f64::from(cfg.min_networks).max(cfg.factor * median(&mut h));
+                if f64::from(count) > limit {
+                    let start = f.hour * 3_600_000;
+                    let o = self.fanouts.entry(e.key.id).or_insert_with(|| Open {
+                        label: KeyLabel {
+                            masked: e.key.masked,
+                            name: e.key.name,
+                        },
+                        first_ms: start,
+                        last_ms: start,
+                        count: 0,
+                        peak: 0,
+                        baseline: limit / cfg.factor,
+                        extreme: false,
+                        network: 0,
+                        client: e.client,
+                    });
+                    o.count += 1;
+                    o.peak = o.peak.max(count);
+                    o.last_ms = start + 3_599_999;
+                }
+            }
+            f.history.push_back(count);
+            for _ in 1..(hour - f.hour).min(168) {
+                f.history.push_back(0);
+            }
+            while f.history.len() > 168 {
+                f.history.pop_front();
+            }
+            f.hour = hour;
+            f.nets.clear();
+        }
+        if hour == f.hour && f.nets.len() < SMALL_SET {
+            f.nets.insert(network_of(e.client));
+        }
+    }
+
+    fn observe_shared(&mut self, e: &Event, cfg: &SharedConfig) {
+        let day = e.time_ms.div_euclid(86_400_000);
+        if !self.shares.contains_key(&e.key.id) && self.shares.len() >= MAX_KEYS {
+            self.untracked += 1;
+            return;
+        }
+        let s = self.shares.entry(e.key.id).or_insert_with(|| Shared {
+            day,
+            ..Shared::default()
+        });
+        if day != s.day {
+            *s = Shared {
+                day,
+                ..Shared::default()
+            };
+        }
+        if e.ua != 0 && s.uas.len() < SMALL_SET {
+            s.uas.insert(e.ua);
+        }
+        if s.nets.len() < SMALL_SET {
+            s.nets.insert(network_of(e.client));
+        }
+        let (uas, nets) = (s.uas.len() as u32, s.nets.len() as u32);
+        if uas >= cfg.min_user_agents && nets >= cfg.min_networks {
+            let o = self.shared_open.entry(e.key.id).or_insert_with(|| Open {
+                label: KeyLabel {
+                    masked: e.key.masked,
+                    name: e.key.name,
+                },
+                first_ms: e.time_ms,
+                last_ms: e.time_ms,
+                count: 0,
+                peak: 0,
+                baseline: 0.0,
+                extreme: false,
+                network: 0,
+                client: e.client,
+            });
+            o.peak = o.peak.max(uas);
+            o.count = o.count.max(u64::from(nets));
+            o.last_ms = o.last_ms.max(e.time_ms);
         }
     }
 
@@ -286,6 +460,46 @@ impl KeyBehaviour {
                 ),
                 evidence: None,
                 action: "check who is behind the traffic (clients, user agents); rate-limit or rotate the key if it is not its owner",
+            });
+        }
+        for (id, o) in &self.fanouts {
+            let who = key_phrase(&o.label, names);
+            out.push(Finding {
+                rule: "key_fanout",
+                severity: Severity::Medium,
+                key: Some((*id, o.label)),
+                client: Some(client_text(o.client)),
+                clients: u64::from(o.peak),
+                place: None,
+                first_ms: o.first_ms,
+                last_ms: o.last_ms,
+                count: o.count,
+                message: format!(
+                    "API key {who} was used from {} networks within an hour, against about {:.0} in a usual hour: a leaked key being used by many",
+                    o.peak, o.baseline
+                ),
+                evidence: None,
+                action: "rotate the key unless its owner confirms the new clients",
+            });
+        }
+        for (id, o) in &self.shared_open {
+            let who = key_phrase(&o.label, names);
+            out.push(Finding {
+                rule: "key_shared",
+                severity: Severity::Low,
+                key: Some((*id, o.label)),
+                client: Some(client_text(o.client)),
+                clients: o.count,
+                place: None,
+                first_ms: o.first_ms,
+                last_ms: o.last_ms,
+                count: u64::from(o.peak),
+                message: format!(
+                    "API key {who} is used by {} different user agents from {} networks in a day: several integrations share one key",
+                    o.peak, o.count
+                ),
+                evidence: None,
+                action: "give each integration its own key, so one can be rotated or revoked without breaking the others",
             });
         }
         for ((id, _), o) in &self.new_networks {

@@ -84,6 +84,8 @@ pub struct RulesConfig {
     pub rejected_key_repeated: ordered::RepeatedConfig,
     pub key_rate_spike: behaviour::SpikeConfig,
     pub key_new_network: behaviour::NetworkConfig,
+    pub key_fanout: behaviour::FanoutConfig,
+    pub key_shared: behaviour::SharedConfig,
 }
 
 impl Default for RulesConfig {
@@ -98,6 +100,8 @@ impl Default for RulesConfig {
             rejected_key_repeated: ordered::RepeatedConfig::default(),
             key_rate_spike: behaviour::SpikeConfig::default(),
             key_new_network: behaviour::NetworkConfig::default(),
+            key_fanout: behaviour::FanoutConfig::default(),
+            key_shared: behaviour::SharedConfig::default(),
         }
     }
 }

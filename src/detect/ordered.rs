@@ -18,6 +18,8 @@ pub struct Event {
     pub key: KeyRef,
     /// 0 when the format logs none.
     pub status: u16,
+    /// A hash of the user agent (0 when not logged).
+    pub ua: u64,
 }
 
 impl Event {
@@ -167,10 +169,7 @@ impl OrderedDetectors {
             &rules.rejected_key_repeated,
         );
         let d = OrderedDetectors {
-            behaviour: super::behaviour::KeyBehaviour::new(
-                &rules.key_rate_spike,
-                &rules.key_new_network,
-            ),
+            behaviour: super::behaviour::KeyBehaviour::new(rules),
             brute: brute.enabled.then(|| brute.clone()),
             burst: burst.enabled.then(|| burst.clone()),
             repeated: repeated.enabled.then(|| repeated.clone()),

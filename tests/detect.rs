@@ -693,3 +693,25 @@ fn key_shared_needs_many_user_agents_from_many_networks() {
         .collect();
     assert!(rules_of(&findings(&kw, "", &office), "key_shared").is_empty());
 }
+
+#[test]
+fn keys_in_every_url_position_are_found() {
+    let kw = Kw::new();
+    let ks: Vec<String> = (0..7).map(|_| random_key("kwu_", 28)).collect();
+    let log = url_log(&[
+        (&format!("/v1/a?api_key={}&limit=3&page=2", ks[0]), "-"),      // first parameter, followed by &
+        (&format!("/v1/b?limit=3&apikey={}&page=2", ks[1]), "-"),       // middle
+        (&format!("/v1/c?limit=3&page=2&access_token={}", ks[2]), "-"), // last
+        (&format!("/v1/d?api%5Fkey={}", ks[3].replace('_', "%5F")), "-"), // percent-encoded name and value
+        (&format!("/v1/e?api_key=x&api_key={}", ks[4]), "-"),          // repeated parameter
+        (&format!("/v1/keys/{}/usage", ks[5]), "-"),                     // a path segment (our prefix)
+        ("/docs", &format!("https://dash.example/p?api_key={}", ks[6])), // the Referer
+    ]);
+    let f = findings(&kw, "[keys]\nprefixes = [\"kwu_\"]\n", &log);
+    let ids: Vec<&str> = rules_of(&f, "key_in_url").iter().map(|v| v["key_id"].as_str().unwrap()).collect();
+    for k in &ks {
+        assert!(ids.contains(&key_id(k).as_str()), "a key position was missed: {f:?}");
+    }
+    let all = serde_json::to_string(&f).unwrap();
+    assert!(ks.iter().all(|k| !all.contains(&k[..12])));
+}

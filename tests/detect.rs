@@ -499,7 +499,7 @@ fn false_positive_traps_stay_quiet() {
     assert!(f.is_empty(), "{f:?}");
 }
 
-/// A log line at `secs` seconds after 2026-11-20T00:00:00Z.
+/// A log line at `secs` seconds after 2025-11-20T00:00:00Z.
 fn at(secs: i64, ip: &str, status: u16, key: &str) -> String {
     let t = chrono::DateTime::from_timestamp(1_763_596_800 + secs, 0).unwrap();
     format!(
@@ -577,9 +577,15 @@ fn key_rate_spike_near_misses() {
         }
     });
     let f = findings(&kw, "", &daily);
-    for s in rules_of(&f, "key_rate_spike") {
+    let spikes = rules_of(&f, "key_rate_spike");
+    assert_eq!(
+        spikes.len(),
+        1,
+        "the second day's peak is new to the key: {f:?}"
+    );
+    for s in spikes {
         assert!(
-            s["last_seen"].as_str().unwrap() < "2026-11-23T00:00:00Z",
+            s["last_seen"].as_str().unwrap() < "2025-11-23T00:00:00Z",
             "{s}"
         );
     }
@@ -699,19 +705,43 @@ fn keys_in_every_url_position_are_found() {
     let kw = Kw::new();
     let ks: Vec<String> = (0..7).map(|_| random_key("kwu_", 28)).collect();
     let log = url_log(&[
-        (&format!("/v1/a?api_key={}&limit=3&page=2", ks[0]), "-"),      // first parameter, followed by &
-        (&format!("/v1/b?limit=3&apikey={}&page=2", ks[1]), "-"),       // middle
+        (&format!("/v1/a?api_key={}&limit=3&page=2", ks[0]), "-"), // first parameter, followed by &
+        (&format!("/v1/b?limit=3&apikey={}&page=2", ks[1]), "-"),  // middle
         (&format!("/v1/c?limit=3&page=2&access_token={}", ks[2]), "-"), // last
-        (&format!("/v1/d?api%5Fkey={}", ks[3].replace('_', "%5F")), "-"), // percent-encoded name and value
-        (&format!("/v1/e?api_key=x&api_key={}", ks[4]), "-"),          // repeated parameter
-        (&format!("/v1/keys/{}/usage", ks[5]), "-"),                     // a path segment (our prefix)
-        ("/docs", &format!("https://dash.example/p?api_key={}", ks[6])), // the Referer
+        (
+            &format!("/v1/d?api%5Fkey={}", ks[3].replace('_', "%5F")),
+            "-",
+        ), // percent-encoded name and value
+        (&format!("/v1/e?api_key=x&api_key={}", ks[4]), "-"),      // repeated parameter
+        (&format!("/v1/keys/{}/usage", ks[5]), "-"),               // a path segment (our prefix)
+        (
+            "/docs",
+            &format!("https://dash.example/p?api_key={}", ks[6]),
+        ), // the Referer
     ]);
     let f = findings(&kw, "[keys]\nprefixes = [\"kwu_\"]\n", &log);
-    let ids: Vec<&str> = rules_of(&f, "key_in_url").iter().map(|v| v["key_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = rules_of(&f, "key_in_url")
+        .iter()
+        .map(|v| v["key_id"].as_str().unwrap())
+        .collect();
     for k in &ks {
-        assert!(ids.contains(&key_id(k).as_str()), "a key position was missed: {f:?}");
+        assert!(
+            ids.contains(&key_id(k).as_str()),
+            "a key position was missed: {f:?}"
+        );
     }
     let all = serde_json::to_string(&f).unwrap();
     assert!(ks.iter().all(|k| !all.contains(&k[..12])));
+}
+
+#[test]
+fn a_rate_spike_resolves_when_the_rate_is_back_to_normal() {
+    let kw = Kw::new();
+    let k = random_key("kws_", 28);
+    let log = traffic(320, &k, |b| if b == 312 || b == 313 { 60 } else { 10 });
+    let f = findings(&kw, "", &log);
+    let s = rules_of(&f, "key_rate_spike");
+    assert_eq!(s.len(), 1, "{f:?}");
+    // Buckets 314 and 315 are normal: resolved at the end of 315 (2025-11-21T02:20:00Z).
+    assert_eq!(s[0]["resolved_at"], "2025-11-21T02:20:00Z");
 }

@@ -181,6 +181,9 @@ struct Open {
     extreme: bool,
     network: u128,
     client: u128,
+    /// Normal buckets in a row since the spike, and when it was over.
+    calm: u32,
+    resolved_ms: Option<i64>,
 }
 
 #[derive(Default)]
@@ -265,6 +268,8 @@ impl KeyBehaviour {
                         extreme: false,
                         network: 0,
                         client: e.client,
+                        calm: 0,
+                        resolved_ms: None,
                     });
                     o.count += 1;
                     o.peak = o.peak.max(count);
@@ -323,6 +328,8 @@ impl KeyBehaviour {
                 extreme: false,
                 network: 0,
                 client: e.client,
+                calm: 0,
+                resolved_ms: None,
             });
             o.peak = o.peak.max(uas);
             o.count = o.count.max(u64::from(nets));
@@ -364,6 +371,8 @@ impl KeyBehaviour {
                     extreme: false,
                     network: 0,
                     client: e.client,
+                    calm: 0,
+                    resolved_ms: None,
                 });
                 // The finding opens with the whole run of high buckets, then grows.
                 o.count = if o.count == 0 {
@@ -372,8 +381,23 @@ impl KeyBehaviour {
                     o.count + u64::from(done)
                 };
                 o.last_ms = start + BUCKET_MS - 1;
+                o.calm = 0;
+                o.resolved_ms = None;
                 o.peak = o.peak.max(done);
                 o.extreme |= extreme;
+            }
+            if r.over == 0 {
+                // Back to normal: two calm buckets in a row resolve an open spike.
+                if let Some(o) = self
+                    .spikes
+                    .get_mut(&e.key.id)
+                    .filter(|o| o.resolved_ms.is_none())
+                {
+                    o.calm += 1;
+                    if o.calm >= 2 {
+                        o.resolved_ms = Some(start + BUCKET_MS);
+                    }
+                }
             }
             r.history.push_back(done);
             // Buckets without a request count as zero.
@@ -421,6 +445,8 @@ impl KeyBehaviour {
                     extreme: false,
                     network: net,
                     client: e.client,
+                    calm: 0,
+                    resolved_ms: None,
                 });
             o.count += 1;
             o.last_ms = o.last_ms.max(e.time_ms);
@@ -445,6 +471,7 @@ impl KeyBehaviour {
             let who = key_phrase(&o.label, names);
             let ratio = f64::from(o.peak) / o.baseline.max(1.0);
             out.push(Finding {
+                resolved_ms: o.resolved_ms,
                 rule: "key_rate_spike",
                 severity: if o.extreme { Severity::High } else { Severity::Medium },
                 key: Some((*id, o.label)),
@@ -465,6 +492,7 @@ impl KeyBehaviour {
         for (id, o) in &self.fanouts {
             let who = key_phrase(&o.label, names);
             out.push(Finding {
+                resolved_ms: None,
                 rule: "key_fanout",
                 severity: Severity::Medium,
                 key: Some((*id, o.label)),
@@ -485,6 +513,7 @@ impl KeyBehaviour {
         for (id, o) in &self.shared_open {
             let who = key_phrase(&o.label, names);
             out.push(Finding {
+                resolved_ms: None,
                 rule: "key_shared",
                 severity: Severity::Low,
                 key: Some((*id, o.label)),
@@ -505,6 +534,7 @@ impl KeyBehaviour {
         for ((id, _), o) in &self.new_networks {
             let who = key_phrase(&o.label, names);
             out.push(Finding {
+                resolved_ms: None,
                 rule: "key_new_network",
                 severity: Severity::Low,
                 key: Some((*id, o.label)),

@@ -102,6 +102,7 @@ impl Detector for KeyInUrl {
                 };
                 let times = if x.count == 1 { "once".to_string() } else { format!("{} times", x.count) };
                 Finding {
+                    resolved_ms: None,
                     rule: Self::RULE,
                     severity,
                     key: Some((*id, x.label)),

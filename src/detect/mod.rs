@@ -57,6 +57,8 @@ pub struct Finding {
     pub evidence: Option<String>,
     /// What to do about it.
     pub action: &'static str,
+    /// When the condition stopped holding, for rules that resolve.
+    pub resolved_ms: Option<i64>,
 }
 
 /// One detection rule.

@@ -332,6 +332,7 @@ impl OrderedDetectors {
         for (client, o) in &self.brute_open {
             let ip = client_text(*client);
             out.push(Finding {
+                resolved_ms: None,
                 rule: "key_bruteforce",
                 severity: Severity::High,
                 key: None,
@@ -355,6 +356,7 @@ impl OrderedDetectors {
             }
             let ip = client_text(*client);
             out.push(Finding {
+                resolved_ms: None,
                 rule: "auth_failure_burst",
                 severity: Severity::Medium,
                 key: None,
@@ -377,6 +379,7 @@ impl OrderedDetectors {
             let Some(label) = o.label else { continue };
             let who = key_phrase(&label, names);
             out.push(Finding {
+                resolved_ms: None,
                 rule: "rejected_key_repeated",
                 severity: Severity::Medium,
                 key: Some((*id, label)),

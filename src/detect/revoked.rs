@@ -113,6 +113,7 @@ impl Detector for RevokedKeyInUse {
                     )
                 };
                 Finding {
+                    resolved_ms: None,
                     rule: Self::RULE,
                     severity,
                     key: Some((*id, s.label)),

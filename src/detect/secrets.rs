@@ -115,6 +115,7 @@ impl<const PARAMS: bool> Detector for UrlSecrets<PARAMS> {
                 };
                 let times = if s.count == 1 { "once".to_string() } else { format!("{} times", s.count) };
                 Finding {
+                    resolved_ms: None,
                     rule: Self::RULE,
                     severity: if PARAMS { Severity::Medium } else { Severity::High },
                     key: Some((*id, s.label)),

@@ -75,6 +75,7 @@ pub fn render(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
             "message": f.message,
             "evidence": f.evidence,
             "action": f.action,
+            "resolved_at": f.resolved_ms.map(|ms| zone.rfc3339(ms)),
         });
         writeln!(out, "{v}")?;
     }

@@ -137,6 +137,9 @@ pub fn render(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
                 f.count,
                 f.clients
             )?;
+            if let Some(ms) = f.resolved_ms {
+                writeln!(out, "    resolved {} (back to normal)", zone.rfc3339(ms))?;
+            }
             if let Some(e) = &f.evidence {
                 writeln!(out, "    evidence: {e}")?;
             }

@@ -745,3 +745,31 @@ fn a_rate_spike_resolves_when_the_rate_is_back_to_normal() {
     // Buckets 314 and 315 are normal: resolved at the end of 315 (2025-11-21T02:20:00Z).
     assert_eq!(s[0]["resolved_at"], "2025-11-21T02:20:00Z");
 }
+
+#[test]
+fn a_key_that_worked_and_is_now_only_rejected_looks_revoked() {
+    let kw = Kw::new();
+    let k = random_key("kwi_", 28);
+    // Worked hourly for two days, then rejected every 10 minutes for two hours.
+    let mut log: String = (0..48)
+        .map(|h| at(h * 3600, "192.0.2.10", 200, &k))
+        .collect();
+    log.extend((0..12).map(|i| at(48 * 3600 + i * 600, "192.0.2.10", 401, &k)));
+    let f = findings(&kw, "", &log);
+    let r = rules_of(&f, "revoked_key_in_use");
+    assert_eq!(r.len(), 1, "{f:?}");
+    assert_eq!(r[0]["severity"], "medium");
+    assert_eq!(r[0]["key_id"], key_id(&k));
+    // Rejected a few times, then working again within the hour: no.
+    let mut blip: String = (0..48)
+        .map(|h| at(h * 3600, "192.0.2.10", 200, &k))
+        .collect();
+    blip.extend((0..3).map(|i| at(48 * 3600 + i * 60, "192.0.2.10", 401, &k)));
+    blip.push_str(&at(48 * 3600 + 600, "192.0.2.10", 200, &k));
+    assert!(rules_of(&findings(&kw, "", &blip), "revoked_key_in_use").is_empty());
+    // Never worked: not a revocation (other rules speak of guessing).
+    let never: String = (0..12)
+        .map(|i| at(i * 600, "192.0.2.10", 401, &k))
+        .collect();
+    assert!(rules_of(&findings(&kw, "", &never), "revoked_key_in_use").is_empty());
+}

@@ -158,6 +158,11 @@ pub struct OrderedDetectors {
     burst_open: FastMap<u128, Open>,
     repeated_open: FastMap<KeyId, Open>,
     behaviour: Option<super::behaviour::KeyBehaviour>,
+    /// For the inferred revocation: per key that once worked, its last
+    /// success and the rejections since.
+    inferred: bool,
+    last_success: FastMap<KeyId, (i64, u32, i64)>,
+    inferred_open: FastMap<KeyId, Open>,
     pub untracked: u64,
 }
 
@@ -169,6 +174,7 @@ impl OrderedDetectors {
             &rules.rejected_key_repeated,
         );
         let d = OrderedDetectors {
+            inferred: rules.revoked_key_in_use.enabled,
             behaviour: super::behaviour::KeyBehaviour::new(rules),
             brute: brute.enabled.then(|| brute.clone()),
             burst: burst.enabled.then(|| burst.clone()),
@@ -185,6 +191,9 @@ impl OrderedDetectors {
         }
         if matches!(e.status, 200..=399) && self.known_valid.len() < MAX_TRACKED {
             self.known_valid.insert(e.key.id);
+        }
+        if self.inferred && !e.key.revoked {
+            self.observe_inferred(e);
         }
         if let Some(cfg) = self.repeated.clone() {
             self.observe_repeated(e, &cfg);
@@ -266,6 +275,48 @@ impl OrderedDetectors {
                     first.add(e);
                 }
             }
+        }
+    }
+
+    /// A key that worked within the last 7 days and has since been rejected
+    /// at least 3 times in a row for an hour or more, with no success in
+    /// between: it looks revoked, while something still uses it.
+    fn observe_inferred(&mut self, e: &Event) {
+        const WEEK: i64 = 7 * 86_400_000;
+        const HOUR: i64 = 3_600_000;
+        if matches!(e.status, 200..=299) {
+            if self.last_success.len() < MAX_TRACKED || self.last_success.contains_key(&e.key.id) {
+                self.last_success.insert(e.key.id, (e.time_ms, 0, 0));
+            }
+            return;
+        }
+        if !e.rejected() {
+            return;
+        }
+        let Some((ok_ms, rejections, streak_start)) = self.last_success.get_mut(&e.key.id) else {
+            return;
+        };
+        if e.time_ms - *ok_ms > WEEK {
+            return;
+        }
+        if *rejections == 0 {
+            *streak_start = e.time_ms;
+        }
+        *rejections += 1;
+        if *rejections >= 3 && e.time_ms - *streak_start >= HOUR {
+            let since = *ok_ms;
+            let n = *rejections;
+            let o = self.inferred_open.entry(e.key.id).or_insert_with(|| {
+                let mut o = Open::new(e);
+                o.label = Some(KeyLabel {
+                    masked: e.key.masked,
+                    name: e.key.name,
+                });
+                o.first_ms = since;
+                o.count = u64::from(n) - 1;
+                o
+            });
+            o.add(e);
         }
     }
 
@@ -375,7 +426,32 @@ impl OrderedDetectors {
                 action: "find out whether it is a broken client (fix its key) or an attack (block it)",
             });
         }
+        for (id, o) in &self.inferred_open {
+            let Some(label) = o.label else { continue };
+            let who = key_phrase(&label, names);
+            out.push(Finding {
+                resolved_ms: None,
+                rule: "revoked_key_in_use",
+                severity: Severity::Medium,
+                key: Some((*id, label)),
+                client: Some(client_text(o.first_client)),
+                clients: o.clients.count(),
+                place: None,
+                first_ms: o.first_ms,
+                last_ms: o.last_ms,
+                count: o.count,
+                message: format!(
+                    "API key {who} worked until the first time shown and has since been rejected {} times with no success: it looks revoked, yet something still sends it",
+                    o.count
+                ),
+                evidence: None,
+                action: "if the key was revoked, find the client still sending it and give it a new key; if not, find out why the API rejects it",
+            });
+        }
         for (id, o) in &self.repeated_open {
+            if self.inferred_open.contains_key(id) {
+                continue; // the key looks revoked: that finding says more
+            }
             let Some(label) = o.label else { continue };
             let who = key_phrase(&label, names);
             out.push(Finding {

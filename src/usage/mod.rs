@@ -105,9 +105,28 @@ pub struct DayUsage {
     pub other_keys: Distinct,
 }
 
-/// Keys counted one by one per day; the rest are folded into one row, so a
-/// flood of random keys cannot grow memory without bound.
+/// Keys counted one by one per day; past this the lightest are folded into
+/// one row, so a flood of random keys cannot grow memory without bound.
 pub const MAX_KEYS_PER_DAY: usize = 50_000;
+
+impl DayUsage {
+    /// Makes room for new keys by folding the tenth of keys with the fewest
+    /// requests into `other`: the heavy keys (real traffic, real offenders)
+    /// stay one by one whatever floods in, and no request is lost.
+    fn evict_lightest(&mut self) -> Vec<KeyId> {
+        let mut counts: Vec<(u64, KeyId)> =
+            self.keys.iter().map(|(id, u)| (u.requests, *id)).collect();
+        let n = (counts.len() / 10).max(1);
+        counts.select_nth_unstable(n - 1);
+        for (_, id) in &counts[..n] {
+            if let Some(u) = self.keys.remove(id) {
+                self.other.merge(&u);
+                self.other_keys.insert(key_tag(id));
+            }
+        }
+        counts[..n].iter().map(|(_, id)| *id).collect()
+    }
+}
 
 fn key_tag(id: &KeyId) -> u128 {
     u128::from(u64::from_le_bytes(id.0))
@@ -141,12 +160,14 @@ pub struct Hit {
 impl Usage {
     pub fn record(&mut self, hit: &Hit) {
         let day = self.days.entry(hit.day).or_default();
-        let full = day.keys.len() >= MAX_KEYS_PER_DAY;
-        let usage = match hit.key {
-            Some(k) if full && !day.keys.contains_key(&k.id) => {
-                day.other_keys.insert(key_tag(&k.id));
-                &mut day.other
+        if let Some(k) = hit.key {
+            if day.keys.len() >= MAX_KEYS_PER_DAY && !day.keys.contains_key(&k.id) {
+                let evicted = day.evict_lightest();
+                self.forget_labels(evicted);
             }
+        }
+        let day = self.days.entry(hit.day).or_default();
+        let usage = match hit.key {
             Some(k) => match day.keys.get_mut(&k.id) {
                 Some(u) => u,
                 None => {
@@ -169,22 +190,34 @@ impl Usage {
     }
 
     pub fn merge(&mut self, other: &Usage) {
+        let mut forgotten = Vec::new();
         for (day, theirs) in &other.days {
             let mine = self.days.entry(*day).or_default();
             for (id, u) in &theirs.keys {
                 if mine.keys.len() >= MAX_KEYS_PER_DAY && !mine.keys.contains_key(id) {
-                    mine.other.merge(u);
-                    mine.other_keys.insert(key_tag(id));
-                } else {
-                    mine.keys.entry(*id).or_default().merge(u);
+                    let evicted = mine.evict_lightest();
+                    forgotten.extend(evicted);
                 }
+                mine.keys.entry(*id).or_default().merge(u);
             }
             mine.keyless.merge(&theirs.keyless);
             mine.other.merge(&theirs.other);
             mine.other_keys.merge(&theirs.other_keys);
         }
         for (id, l) in &other.labels {
-            self.labels.entry(*id).or_insert(*l);
+            if self.days.values().any(|d| d.keys.contains_key(id)) {
+                self.labels.entry(*id).or_insert(*l);
+            }
+        }
+        self.forget_labels(forgotten);
+    }
+
+    /// Drops the labels of keys no day holds one by one any more.
+    fn forget_labels(&mut self, ids: Vec<KeyId>) {
+        for id in ids {
+            if !self.days.values().any(|d| d.keys.contains_key(&id)) {
+                self.labels.remove(&id);
+            }
         }
     }
 
@@ -206,5 +239,58 @@ impl Usage {
         let mut k = KeyUsage::default();
         self.days.values().for_each(|d| k.merge(&d.keyless));
         k
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{KeyRef, MaskedKey};
+
+    fn key(i: u64) -> KeyRef {
+        let id = KeyId(i.to_le_bytes());
+        KeyRef {
+            id,
+            masked: MaskedKey::from_stored("k…"),
+            name: None,
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn a_flood_of_keys_keeps_the_heavy_ones_and_loses_no_request() {
+        let mut u = Usage::default();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap_or_default();
+        let hit = |k: u64| Hit {
+            day,
+            time_ms: 0,
+            key: Some(key(k)),
+            status: Some(401),
+            bytes: 1,
+            latency_ms: None,
+            client: k as u128,
+        };
+        for _ in 0..1000 {
+            u.record(&hit(1));
+        }
+        let flood = MAX_KEYS_PER_DAY as u64 * 2;
+        for k in 2..flood {
+            u.record(&hit(k));
+            if k % 1000 == 0 {
+                u.record(&hit(1)); // the real key keeps going
+            }
+        }
+        let d = &u.days[&day];
+        assert!(d.keys.len() <= MAX_KEYS_PER_DAY);
+        assert!(d.keys.contains_key(&key(1).id), "the heavy key is kept");
+        let kept: u64 = d.keys.values().map(|k| k.requests).sum();
+        assert_eq!(
+            kept + d.other.requests,
+            1000 + flood - 2 + (flood - 2) / 1000
+        );
+        assert!(
+            u.labels.len() <= MAX_KEYS_PER_DAY,
+            "labels follow the kept keys"
+        );
     }
 }

@@ -8,6 +8,7 @@ pub mod ordered;
 pub mod revoked;
 pub mod secrets;
 pub mod shapes;
+pub mod tally;
 
 use serde::Serialize;
 

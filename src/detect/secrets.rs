@@ -5,32 +5,16 @@
 //! parameter whose name says credential carrying a high-entropy value.
 //! Signed URLs and publishable keys are not findings.
 
+use super::tally::{Tallies, Tally};
 use super::{Detector, Finding, Severity};
-use crate::format::escape::printable;
-use crate::hash::FastMap;
 use crate::keys::{KeyId, Place};
 use crate::pipeline::KeyedRequest;
-use crate::usage::{Distinct, KeyLabel};
+use crate::usage::KeyLabel;
 
-const MAX_TRACKED: usize = 10_000;
-
-#[derive(Clone, Debug)]
-struct Seen {
-    label: KeyLabel,
-    what: String,
-    count: u64,
-    first_ms: i64,
-    last_ms: i64,
-    first_client: Option<String>,
-    clients: Distinct,
-    evidence: Option<String>,
-}
-
-/// Both rules share their bookkeeping; `params` picks which hits are theirs.
+/// Both rules share their bookkeeping; `PARAMS` picks which hits are theirs.
 #[derive(Default)]
 pub struct UrlSecrets<const PARAMS: bool> {
-    seen: FastMap<(KeyId, Place), Seen>,
-    pub untracked: u64,
+    seen: Tallies<(KeyId, Place)>,
 }
 
 pub type SecretInUrl = UrlSecrets<false>;
@@ -44,64 +28,30 @@ impl<const PARAMS: bool> Detector for UrlSecrets<PARAMS> {
     };
 
     fn observe(&mut self, req: &KeyedRequest<'_>) {
-        let t = req.rec.time_ms;
         for h in req.secrets {
             let what = match (&h.kind, &h.param) {
                 (Some(k), _) if !PARAMS => k.label().to_string(),
                 (None, Some(p)) if PARAMS => format!("a secret value in the parameter `{p}`"),
                 _ => continue,
             };
-            let slot = (h.key.id, h.place);
-            if !self.seen.contains_key(&slot) && self.seen.len() >= MAX_TRACKED {
-                self.untracked += 1;
-                continue;
-            }
-            let s = self.seen.entry(slot).or_insert_with(|| Seen {
-                label: KeyLabel {
-                    masked: h.key.masked,
-                    name: None,
-                },
-                what,
-                count: 0,
-                first_ms: t,
-                last_ms: t,
-                first_client: req.rec.client.map(|c| printable(&c.decode())),
-                clients: Distinct::default(),
-                evidence: req.evidence.map(|ev| match h.place {
-                    Place::Referer => ev.referer.clone().unwrap_or_default(),
-                    _ => ev.request.clone(),
-                }),
+            let evidence = req.evidence.map(|ev| match h.place {
+                Place::Referer => ev.referer.clone().unwrap_or_default(),
+                _ => ev.request.clone(),
             });
-            s.count += 1;
-            if t < s.first_ms {
-                s.first_ms = t;
+            let label = KeyLabel {
+                masked: h.key.masked,
+                name: None,
+            };
+            if let Some(t) = self.seen.get((h.key.id, h.place), || {
+                Tally::new(label, what, req, evidence)
+            }) {
+                t.add(req);
             }
-            s.last_ms = s.last_ms.max(t);
-            s.clients.insert(req.client);
         }
     }
 
     fn merge(&mut self, other: Self) {
-        self.untracked += other.untracked;
-        for (slot, theirs) in other.seen {
-            let room = self.seen.len() < MAX_TRACKED;
-            match self.seen.get_mut(&slot) {
-                Some(mine) => {
-                    mine.count += theirs.count;
-                    if theirs.first_ms < mine.first_ms {
-                        mine.first_ms = theirs.first_ms;
-                        mine.first_client = theirs.first_client;
-                        mine.evidence = theirs.evidence;
-                    }
-                    mine.last_ms = mine.last_ms.max(theirs.last_ms);
-                    mine.clients.merge(&theirs.clients);
-                }
-                None if room => {
-                    self.seen.insert(slot, theirs);
-                }
-                None => self.untracked += theirs.count,
-            }
-        }
+        self.seen.merge(other.seen);
     }
 
     fn findings(&self, _names: &[String]) -> Vec<Finding> {

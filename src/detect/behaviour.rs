@@ -16,8 +16,9 @@ const DAY_BUCKETS: usize = 288;
 const WEEK_BUCKETS: usize = 7 * DAY_BUCKETS;
 /// Keys whose behaviour is followed; past this, new keys are not (counted).
 const MAX_KEYS: usize = 20_000;
-/// Networks remembered per key.
-const MAX_NETWORKS: usize = 1_000;
+/// Networks remembered per key (the most recent; a key used from more
+/// networks than this is a public one, which `key_fanout` watches instead).
+const MAX_NETWORKS: usize = 256;
 
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -140,8 +141,10 @@ impl Default for SharedConfig {
     }
 }
 
-/// Sets in these rules stop growing here: past it, the answer is already yes.
-const SMALL_SET: usize = 4096;
+/// The per-hour network sets of `key_fanout` stop growing here.
+const SMALL_SET: usize = 1024;
+/// The per-day sets of `key_shared` stop growing here: far past its thresholds.
+const SHARED_SET: usize = 64;
 
 #[derive(Default)]
 struct Fan {
@@ -307,10 +310,11 @@ impl KeyBehaviour {
                 ..Shared::default()
             };
         }
-        if e.ua != 0 && s.uas.len() < SMALL_SET {
+        // Enough to decide, and to say "64 or more".
+        if e.ua != 0 && s.uas.len() < SHARED_SET {
             s.uas.insert(e.ua);
         }
-        if s.nets.len() < SMALL_SET {
+        if s.nets.len() < SHARED_SET {
             s.nets.insert(network_of(e.client));
         }
         let (uas, nets) = (s.uas.len() as u32, s.nets.len() as u32);
@@ -456,10 +460,13 @@ impl KeyBehaviour {
         }
         if success || last.is_some() {
             if seen.len() >= MAX_NETWORKS && last.is_none() {
-                // Forget the network used longest ago.
-                if let Some(oldest) = seen.iter().min_by_key(|(_, t)| **t).map(|(n, _)| *n) {
-                    seen.remove(&oldest);
-                }
+                // Forget the half used longest ago, in one go (amortised: a
+                // key seen from ever more networks must not cost a scan each time).
+                let mut times: Vec<i64> = seen.values().copied().collect();
+                let mid = times.len() / 2;
+                let (_, cut, _) = times.select_nth_unstable(mid);
+                let cut = *cut;
+                seen.retain(|_, t| *t > cut);
             }
             seen.insert(net, e.time_ms);
         }

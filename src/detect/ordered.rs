@@ -189,7 +189,10 @@ impl OrderedDetectors {
         if let Some(b) = &mut self.behaviour {
             b.observe(e);
         }
-        if matches!(e.status, 200..=399) && self.known_valid.len() < MAX_TRACKED {
+        if matches!(e.status, 200..=399)
+            && self.known_valid.len() < MAX_TRACKED
+            && !self.known_valid.contains(&e.key.id)
+        {
             self.known_valid.insert(e.key.id);
         }
         if self.inferred && !e.key.revoked {
@@ -285,8 +288,13 @@ impl OrderedDetectors {
         const WEEK: i64 = 7 * 86_400_000;
         const HOUR: i64 = 3_600_000;
         if matches!(e.status, 200..=299) {
-            if self.last_success.len() < MAX_TRACKED || self.last_success.contains_key(&e.key.id) {
-                self.last_success.insert(e.key.id, (e.time_ms, 0, 0));
+            let room = self.last_success.len() < MAX_TRACKED;
+            match self.last_success.get_mut(&e.key.id) {
+                Some(v) => *v = (e.time_ms, 0, 0),
+                None if room => {
+                    self.last_success.insert(e.key.id, (e.time_ms, 0, 0));
+                }
+                None => {}
             }
             return;
         }

@@ -161,6 +161,15 @@ struct Shared {
 }
 
 #[derive(Default)]
+struct KeyState {
+    rate: Option<Rate>,
+    fan: Option<Fan>,
+    shared: Option<Shared>,
+    /// When the key was first seen, and its networks with their last use.
+    net: Option<(i64, FastMap<u128, i64>)>,
+}
+
+#[derive(Default)]
 struct Rate {
     /// The bucket being filled and its count.
     bucket: i64,
@@ -195,12 +204,11 @@ pub struct KeyBehaviour {
     network: Option<NetworkConfig>,
     fanout: Option<FanoutConfig>,
     shared: Option<SharedConfig>,
-    fans: FastMap<KeyId, Fan>,
-    shares: FastMap<KeyId, Shared>,
+
     fanouts: FastMap<KeyId, Open>,
     shared_open: FastMap<KeyId, Open>,
-    rates: FastMap<KeyId, Rate>,
-    networks: FastMap<KeyId, (i64, FastMap<u128, i64>)>,
+    /// Everything the behaviour rules keep per key, found with one lookup a line.
+    keys: FastMap<KeyId, KeyState>,
     spikes: FastMap<KeyId, Open>,
     new_networks: FastMap<(KeyId, u128), Open>,
     pub untracked: u64,
@@ -226,27 +234,33 @@ impl KeyBehaviour {
     }
 
     pub fn observe(&mut self, e: &Event) {
-        if let Some(cfg) = self.spike.clone() {
-            self.observe_rate(e, &cfg);
-        }
-        if let Some(cfg) = self.network.clone() {
-            self.observe_network(e, &cfg);
-        }
-        if let Some(cfg) = self.fanout.clone() {
-            self.observe_fanout(e, &cfg);
-        }
-        if let Some(cfg) = self.shared.clone() {
-            self.observe_shared(e, &cfg);
-        }
-    }
-
-    fn observe_fanout(&mut self, e: &Event, cfg: &FanoutConfig) {
-        let hour = e.time_ms.div_euclid(3_600_000);
-        if !self.fans.contains_key(&e.key.id) && self.fans.len() >= MAX_KEYS {
+        if !self.keys.contains_key(&e.key.id) && self.keys.len() >= MAX_KEYS {
             self.untracked += 1;
             return;
         }
-        let f = self.fans.entry(e.key.id).or_insert_with(|| Fan {
+        let st = self.keys.entry(e.key.id).or_default();
+        if let Some(cfg) = &self.spike {
+            Self::observe_rate(&mut st.rate, e, cfg, &mut self.spikes);
+        }
+        if let Some(cfg) = &self.network {
+            Self::observe_network(&mut st.net, e, cfg, &mut self.new_networks);
+        }
+        if let Some(cfg) = &self.fanout {
+            Self::observe_fanout(&mut st.fan, e, cfg, &mut self.fanouts);
+        }
+        if let Some(cfg) = &self.shared {
+            Self::observe_shared(&mut st.shared, e, cfg, &mut self.shared_open);
+        }
+    }
+
+    fn observe_fanout(
+        fan: &mut Option<Fan>,
+        e: &Event,
+        cfg: &FanoutConfig,
+        fanouts: &mut FastMap<KeyId, Open>,
+    ) {
+        let hour = e.time_ms.div_euclid(3_600_000);
+        let f = fan.get_or_insert_with(|| Fan {
             hour,
             ..Fan::default()
         });
@@ -258,7 +272,7 @@ impl KeyBehaviour {
                 let limit = f64::from(cfg.min_networks).max(cfg.factor * median(&mut h));
                 if f64::from(count) > limit {
                     let start = f.hour * 3_600_000;
-                    let o = self.fanouts.entry(e.key.id).or_insert_with(|| Open {
+                    let o = fanouts.entry(e.key.id).or_insert_with(|| Open {
                         label: KeyLabel {
                             masked: e.key.masked,
                             name: e.key.name,
@@ -294,13 +308,14 @@ impl KeyBehaviour {
         }
     }
 
-    fn observe_shared(&mut self, e: &Event, cfg: &SharedConfig) {
+    fn observe_shared(
+        shared: &mut Option<Shared>,
+        e: &Event,
+        cfg: &SharedConfig,
+        open: &mut FastMap<KeyId, Open>,
+    ) {
         let day = e.time_ms.div_euclid(86_400_000);
-        if !self.shares.contains_key(&e.key.id) && self.shares.len() >= MAX_KEYS {
-            self.untracked += 1;
-            return;
-        }
-        let s = self.shares.entry(e.key.id).or_insert_with(|| Shared {
+        let s = shared.get_or_insert_with(|| Shared {
             day,
             ..Shared::default()
         });
@@ -319,7 +334,7 @@ impl KeyBehaviour {
         }
         let (uas, nets) = (s.uas.len() as u32, s.nets.len() as u32);
         if uas >= cfg.min_user_agents && nets >= cfg.min_networks {
-            let o = self.shared_open.entry(e.key.id).or_insert_with(|| Open {
+            let o = open.entry(e.key.id).or_insert_with(|| Open {
                 label: KeyLabel {
                     masked: e.key.masked,
                     name: e.key.name,
@@ -341,13 +356,14 @@ impl KeyBehaviour {
         }
     }
 
-    fn observe_rate(&mut self, e: &Event, cfg: &SpikeConfig) {
+    fn observe_rate(
+        rate: &mut Option<Rate>,
+        e: &Event,
+        cfg: &SpikeConfig,
+        spikes: &mut FastMap<KeyId, Open>,
+    ) {
         let bucket = e.time_ms.div_euclid(BUCKET_MS);
-        if !self.rates.contains_key(&e.key.id) && self.rates.len() >= MAX_KEYS {
-            self.untracked += 1;
-            return;
-        }
-        let r = self.rates.entry(e.key.id).or_insert_with(|| Rate {
+        let r = rate.get_or_insert_with(|| Rate {
             bucket,
             ..Rate::default()
         });
@@ -362,7 +378,7 @@ impl KeyBehaviour {
             let verdict = judge(r, done, start, cfg);
             if let Some((baseline, extreme)) = verdict {
                 let run = (r.run_start, r.run_count);
-                let o = self.spikes.entry(e.key.id).or_insert_with(|| Open {
+                let o = spikes.entry(e.key.id).or_insert_with(|| Open {
                     label: KeyLabel {
                         masked: e.key.masked,
                         name: e.key.name,
@@ -392,8 +408,7 @@ impl KeyBehaviour {
             }
             if r.over == 0 {
                 // Back to normal: two calm buckets in a row resolve an open spike.
-                if let Some(o) = self
-                    .spikes
+                if let Some(o) = spikes
                     .get_mut(&e.key.id)
                     .filter(|o| o.resolved_ms.is_none())
                 {
@@ -417,44 +432,39 @@ impl KeyBehaviour {
         r.count += 1;
     }
 
-    fn observe_network(&mut self, e: &Event, cfg: &NetworkConfig) {
+    fn observe_network(
+        state: &mut Option<(i64, FastMap<u128, i64>)>,
+        e: &Event,
+        cfg: &NetworkConfig,
+        new_networks: &mut FastMap<(KeyId, u128), Open>,
+    ) {
         let net = network_of(e.client);
-        if !self.networks.contains_key(&e.key.id) && self.networks.len() >= MAX_KEYS {
-            self.untracked += 1;
-            return;
-        }
-        let (first, seen) = self
-            .networks
-            .entry(e.key.id)
-            .or_insert_with(|| (e.time_ms, FastMap::default()));
+        let (first, seen) = state.get_or_insert_with(|| (e.time_ms, FastMap::default()));
         let day = 86_400_000i64;
         let history = e.time_ms - *first >= i64::from(cfg.min_history_days) * day;
         let last = seen.get(&net).copied();
         let new = last.is_none_or(|t| e.time_ms - t > i64::from(cfg.lookback_days) * day);
         let success = matches!(e.status, 200..=299);
         if history && new && success {
-            let o = self
-                .new_networks
-                .entry((e.key.id, net))
-                .or_insert_with(|| Open {
-                    label: KeyLabel {
-                        masked: e.key.masked,
-                        name: e.key.name,
-                    },
-                    first_ms: e.time_ms,
-                    last_ms: e.time_ms,
-                    count: 0,
-                    peak: 0,
-                    baseline: 0.0,
-                    extreme: false,
-                    network: net,
-                    client: e.client,
-                    calm: 0,
-                    resolved_ms: None,
-                });
+            let o = new_networks.entry((e.key.id, net)).or_insert_with(|| Open {
+                label: KeyLabel {
+                    masked: e.key.masked,
+                    name: e.key.name,
+                },
+                first_ms: e.time_ms,
+                last_ms: e.time_ms,
+                count: 0,
+                peak: 0,
+                baseline: 0.0,
+                extreme: false,
+                network: net,
+                client: e.client,
+                calm: 0,
+                resolved_ms: None,
+            });
             o.count += 1;
             o.last_ms = o.last_ms.max(e.time_ms);
-        } else if let Some(o) = self.new_networks.get_mut(&(e.key.id, net)) {
+        } else if let Some(o) = new_networks.get_mut(&(e.key.id, net)) {
             o.count += 1;
             o.last_ms = o.last_ms.max(e.time_ms);
         }

@@ -12,6 +12,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod deliver;
 pub mod detect;
 pub mod format;
 pub mod hash;

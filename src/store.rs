@@ -15,13 +15,15 @@ use thiserror::Error;
 use crate::keys::{KeyId, MaskedKey};
 use crate::usage::{DayUsage, Distinct, Histogram, KeyLabel, KeyUsage, Usage};
 
+pub mod outbox;
+
 /// The file inside the state directory.
 pub const DB_FILE: &str = "keywatch.db";
 /// The `usage` row of the keys folded past the per-day cap.
 const OTHER_KEYS: &str = "~other";
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -134,6 +136,22 @@ const MIGRATIONS: &[&str] = &[
         bytes INTEGER NOT NULL,
         at_ms INTEGER NOT NULL
     );",
+    // 2: the alert outbox (see `outbox.rs`).
+    "CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        body BLOB NOT NULL,
+        created_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER NOT NULL,
+        last_error TEXT,
+        state TEXT NOT NULL DEFAULT 'queued',
+        done_ms INTEGER,
+        UNIQUE (id, channel)
+    );
+    CREATE INDEX outbox_queued ON outbox (state, channel, grp, seq);",
 ];
 
 fn i(v: u64) -> i64 {
@@ -199,8 +217,10 @@ impl Store {
         };
         match version {
             Some(v) if v > SCHEMA_VERSION => Err(StoreError::TooNew { path, found: v }),
-            Some(v) if v == SCHEMA_VERSION => Ok(Some(Store { conn, path })),
-            // Not set up yet, or by an older keywatch: nothing to read.
+            // Version 2 only added the outbox: usage, files and gaps read
+            // the same from a store the daemon has not migrated yet.
+            Some(v) if v >= 1 => Ok(Some(Store { conn, path })),
+            // Not set up yet: nothing to read.
             _ => Ok(None),
         }
     }
@@ -215,13 +235,6 @@ impl Store {
         let mut stmt = self.conn.prepare(sql).map_err(self.sql())?;
         let rows = stmt.query_map(params, map).map_err(self.sql())?;
         rows.collect::<Result<_, _>>().map_err(self.sql())
-    }
-
-    fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        |source| StoreError::Sql {
-            path: self.path.clone(),
-            source,
-        }
     }
 
     fn prepare(&mut self) -> Result<(), StoreError> {
@@ -307,6 +320,17 @@ impl Store {
         Ok(())
     }
 
+    /// Turns an SQLite error into a [`StoreError`] naming this store. The
+    /// closure owns the path, so it can be used while a transaction borrows
+    /// the connection.
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + use<> {
+        let path = self.path.clone();
+        move |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -339,13 +363,15 @@ impl Store {
 
     /// Commits, in one transaction: the checkpoints (replacing all earlier
     /// ones of their streams), the usage counted since the last commit
-    /// (added to what is stored), and new gaps.
+    /// (added to what is stored), new gaps, and the notices that state
+    /// produced (queued in the outbox, so a crash loses neither or both).
     pub fn commit(
         &mut self,
         checkpoints: &[Checkpoint],
         delta: &Usage,
         names: &[String],
         gaps: &[Gap],
+        notices: &[outbox::Outgoing],
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
@@ -424,6 +450,7 @@ impl Store {
             )
             .map_err(sql)?;
         }
+        outbox::enqueue(&tx, notices).map_err(sql)?;
         tx.commit().map_err(sql)
     }
 
@@ -634,7 +661,7 @@ mod tests {
             last_line_ms: Some(5),
         };
         store
-            .commit(std::slice::from_ref(&cp), &delta, &[], &[])
+            .commit(std::slice::from_ref(&cp), &delta, &[], &[], &[])
             .unwrap();
         store
             .commit(
@@ -643,6 +670,7 @@ mod tests {
                     ..cp.clone()
                 }],
                 &delta,
+                &[],
                 &[],
                 &[],
             )

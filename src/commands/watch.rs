@@ -360,7 +360,7 @@ fn follow(
                 );
             }
             let delta = std::mem::take(&mut analyzer.usage);
-            if let Err(e) = store.commit(&checkpoints, &delta, &names, &gaps) {
+            if let Err(e) = store.commit(&checkpoints, &delta, &names, &gaps, &[]) {
                 // Keep the counts: they are committed with the next attempt.
                 analyzer.usage = delta;
                 eprintln!("keywatch: {e}");

@@ -170,19 +170,48 @@ pub fn is_placeholder(v: &[u8]) -> bool {
 
 /// Whether a value under an ambiguous credential name (`key`, `token`) looks
 /// like a secret rather than a word, number, id or placeholder: 16 to 512
-/// bytes, not all letters, not all digits, varied enough (entropy >= 3 bits).
+/// bytes, not all digits, not all letters unless their case changes like
+/// random text does, varied enough (entropy >= 3 bits).
 pub fn looks_like_secret(v: &[u8]) -> bool {
     (16..=512).contains(&v.len())
-        && !v.iter().all(u8::is_ascii_alphabetic)
+        && (!v.iter().all(u8::is_ascii_alphabetic) || random_case(v))
         && !v.iter().all(u8::is_ascii_digit)
         && !v.contains(&b' ')
         && !is_placeholder(v)
         && shannon_entropy(v) >= 3.0
 }
 
+/// Whether the letters of `v` mix case the way random text does rather than
+/// the way words and identifiers do. Random mixed-case text changes case
+/// about every other letter and has capitals side by side; camelCase has one
+/// capital per word and (acronyms aside) never two in a row. One random
+/// 24-letter token in 70 has no digit at all; it is still a secret.
+fn random_case(v: &[u8]) -> bool {
+    let (mut flips, mut upper_pairs, mut lower_pairs) = (0, 0, 0);
+    for w in v.windows(2) {
+        match (w[0].is_ascii_uppercase(), w[1].is_ascii_uppercase()) {
+            (true, true) => upper_pairs += 1,
+            (false, false) => lower_pairs += 1,
+            _ => flips += 1,
+        }
+    }
+    upper_pairs >= 2 && lower_pairs >= 2 && flips * 4 >= v.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_letter_values_are_secret_only_when_random() {
+        assert!(looks_like_secret(b"fGZbkQWqhTRxmPaEvtYLNcds"));
+        assert!(looks_like_secret(b"XbTqmwRZkeLpVnaoyHcdSUfG"));
+        assert!(!looks_like_secret(b"thisIsMyCallbackName"));
+        assert!(!looks_like_secret(b"customerAccountReference"));
+        assert!(!looks_like_secret(b"XMLHttpRequestHandler"));
+        assert!(!looks_like_secret(b"abcdefghijklmnopqrstuvwx"));
+        assert!(!looks_like_secret(b"ABCDEFGHIJKLMNOPQRSTUVWX"));
+    }
 
     #[test]
     fn pairs_and_decoding() {

@@ -41,6 +41,8 @@ enum Command {
     Status(StatusCmd),
     /// Print the stored usage of one day
     Summary(SummaryCmd),
+    /// Validate the configuration: every problem named by file, line and setting
+    Check,
 }
 
 #[derive(Args)]
@@ -194,6 +196,10 @@ fn main() -> ExitCode {
         Command::Status(s) => commands::status::status(
             &common,
             output_kind(s.output),
+            &mut std::io::BufWriter::new(std::io::stdout().lock()),
+        ),
+        Command::Check => commands::check::run(
+            &common,
             &mut std::io::BufWriter::new(std::io::stdout().lock()),
         ),
         Command::Summary(s) => commands::status::summary(

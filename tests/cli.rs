@@ -593,3 +593,69 @@ fn readme_shows_the_sample_report_as_it_is() {
         "the README's sample report is out of date"
     );
 }
+
+#[test]
+fn check_validates_the_configuration_without_creating_state() {
+    let kw = Kw::new();
+    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/keywatch.toml");
+    let state = kw.path("state-for-check");
+    let state_arg = state.to_str().unwrap();
+    let o = kw.run(&["--config", samples, "--state", state_arg, "check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("keywatch.toml: OK"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("key names: 5"), "{}", stdout(&o));
+    assert!(!state.exists(), "check created the state directory");
+
+    // A misspelt rule: file, line and the setting's valid names.
+    let bad = kw.write(
+        "bad.toml",
+        "timezone = \"UTC\"\n\n[rules.key_bruteforse]\nenabled = false\n",
+    );
+    let o = kw.run(&["--config", bad.to_str().unwrap(), "check"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("bad.toml")
+            && e.contains("line 3")
+            && e.contains("key_bruteforse")
+            && e.contains("`key_bruteforce`"),
+        "{e}"
+    );
+
+    // A revoked-ids file that is missing, then one with a bad line.
+    let missing = kw.write(
+        "missing.toml",
+        "[rules.revoked_key_in_use]\nids_file = \"/nonexistent/keywatch-ids\"\n",
+    );
+    let o = kw.run(&["--config", missing.to_str().unwrap(), "check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("rules.revoked_key_in_use.ids_file"),
+        "{}",
+        stderr(&o)
+    );
+    let ids = kw.write("ids.txt", "0123456789abcdef\nnot-an-id\n");
+    let bad_ids = kw.write(
+        "bad-ids.toml",
+        format!(
+            "[rules.revoked_key_in_use]\nids_file = {:?}\n",
+            ids.to_str().unwrap()
+        ),
+    );
+    let o = kw.run(&["--config", bad_ids.to_str().unwrap(), "check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("ids.txt line 2"), "{}", stderr(&o));
+
+    // A log format that does not compile names the setting.
+    let fmt = kw.write(
+        "fmt.toml",
+        "[format]\nlog_format = \"log_format main '$remote_addr [$time_local]\"\n",
+    );
+    let o = kw.run(&["--config", fmt.to_str().unwrap(), "check"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("format.log_format") && e.contains("unterminated"),
+        "{e}"
+    );
+}

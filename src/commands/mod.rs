@@ -1,6 +1,7 @@
 //! The commands behind the CLI, and what they share: loading the
 //! configuration and building the [`Engine`](crate::pipeline::Engine).
 
+pub mod check;
 pub mod scan;
 pub mod status;
 pub mod watch;
@@ -137,7 +138,17 @@ impl Setup {
             }
             _ => Failure::Io(e.to_string()),
         })?;
-        let mut ex = Extractor::new(&secret, sources, &self.config.keys.names)
+        self.extractor_with(&secret, sources)
+    }
+
+    /// The extractor for a given key-id secret: key names and revoked keys
+    /// (inline and from `ids_file`) checked and loaded.
+    pub fn extractor_with(
+        &self,
+        secret: &KeySecret,
+        sources: KeySources,
+    ) -> Result<Extractor, Failure> {
+        let mut ex = Extractor::new(secret, sources, &self.config.keys.names)
             .map_err(|e| Failure::Usage(format!("config: {e}")))?;
         let revoked = &self.config.rules.revoked_key_in_use;
         let mut ids = revoked.ids.clone();

@@ -43,6 +43,9 @@ enum Command {
     Summary(SummaryCmd),
     /// Validate the configuration: every problem named by file, line and setting
     Check,
+    /// Mute one rule for one key or client for a while
+    #[command(subcommand)]
+    Silence(SilenceCmd),
 }
 
 #[derive(Args)]
@@ -99,7 +102,40 @@ struct SummaryCmd {
     output: Output,
 }
 
-/// `250ms`, `1s`, `2m`.
+#[derive(Subcommand)]
+enum SilenceCmd {
+    /// Add a silence: `--rule R --key KEYID|--client IP --for 2h --comment TEXT`
+    Add {
+        /// Rule id to silence
+        #[arg(long)]
+        rule: String,
+        /// Key id (16 hex characters) the silence applies to
+        #[arg(long, conflicts_with = "client", required_unless_present = "client")]
+        key: Option<String>,
+        /// Client IP address the silence applies to
+        #[arg(long)]
+        client: Option<String>,
+        /// How long: 30m, 2h, 7d
+        #[arg(long = "for", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Why (shown by `silence list`)
+        #[arg(long)]
+        comment: String,
+    },
+    /// List silences in force
+    List {
+        /// Include expired silences
+        #[arg(long)]
+        all: bool,
+        /// Output format
+        #[arg(long, short = 'o', value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Remove a silence by id
+    Remove { id: i64 },
+}
+
+/// `250ms`, `1s`, `2m`, `2h`, `7d`.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit())
@@ -110,8 +146,10 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     match unit {
         "ms" => Ok(std::time::Duration::from_millis(n)),
         "s" => Ok(std::time::Duration::from_secs(n)),
-        "m" => Ok(std::time::Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?}: the unit must be ms, s or m")),
+        "m" => Ok(std::time::Duration::from_secs(n.saturating_mul(60))),
+        "h" => Ok(std::time::Duration::from_secs(n.saturating_mul(3_600))),
+        "d" => Ok(std::time::Duration::from_secs(n.saturating_mul(86_400))),
+        _ => Err(format!("{s:?}: the unit must be ms, s, m, h or d")),
     }
 }
 
@@ -196,6 +234,30 @@ fn main() -> ExitCode {
         Command::Status(s) => commands::status::status(
             &common,
             output_kind(s.output),
+            &mut std::io::BufWriter::new(std::io::stdout().lock()),
+        ),
+        Command::Silence(c) => commands::silence::run(
+            &common,
+            match c {
+                SilenceCmd::Add {
+                    rule,
+                    key,
+                    client,
+                    duration,
+                    comment,
+                } => commands::silence::Action::Add {
+                    rule,
+                    key,
+                    client,
+                    duration,
+                    comment,
+                },
+                SilenceCmd::List { all, output } => commands::silence::Action::List {
+                    all,
+                    json: matches!(output_kind(output), OutputKind::Json),
+                },
+                SilenceCmd::Remove { id } => commands::silence::Action::Remove { id },
+            },
             &mut std::io::BufWriter::new(std::io::stdout().lock()),
         ),
         Command::Check => commands::check::run(

@@ -16,6 +16,7 @@ use crate::keys::{KeyId, MaskedKey};
 use crate::usage::{DayUsage, Distinct, Histogram, KeyLabel, KeyUsage, Usage};
 
 pub mod outbox;
+pub mod silences;
 
 /// The file inside the state directory.
 pub const DB_FILE: &str = "keywatch.db";
@@ -136,7 +137,7 @@ const MIGRATIONS: &[&str] = &[
         bytes INTEGER NOT NULL,
         at_ms INTEGER NOT NULL
     );",
-    // 2: the alert outbox (see `outbox.rs`).
+    // 2: the alert outbox and silences (see `outbox.rs`, `silences.rs`).
     "CREATE TABLE outbox (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         id TEXT NOT NULL,
@@ -151,7 +152,16 @@ const MIGRATIONS: &[&str] = &[
         done_ms INTEGER,
         UNIQUE (id, channel)
     );
-    CREATE INDEX outbox_queued ON outbox (state, channel, grp, seq);",
+    CREATE INDEX outbox_queued ON outbox (state, channel, grp, seq);
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        rule TEXT NOT NULL,
+        key_id TEXT,
+        client TEXT,
+        comment TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );",
 ];
 
 fn i(v: u64) -> i64 {

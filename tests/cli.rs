@@ -659,3 +659,89 @@ fn check_validates_the_configuration_without_creating_state() {
         "{e}"
     );
 }
+
+#[test]
+fn silences_are_stored_listed_and_removed() {
+    let kw = Kw::new();
+    let add = |args: &[&str]| {
+        let mut a = vec!["silence", "add"];
+        a.extend_from_slice(args);
+        kw.run(&a)
+    };
+    let o = add(&[
+        "--rule",
+        "key_in_url",
+        "--key",
+        "0123456789ABCDEF",
+        "--for",
+        "2h",
+        "--comment",
+        "rotating\r\nnow",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("silence 1: key_in_url for key 0123456789abcdef until "));
+    let o = add(&[
+        "--rule",
+        "key_bruteforce",
+        "--client",
+        "203.0.113.9",
+        "--for",
+        "30m",
+        "--comment",
+        "pentest",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // Bad rule, bad key id, bad client, both targets: usage errors naming the option.
+    for (args, needle) in [
+        (
+            vec!["--rule", "nope", "--client", "192.0.2.1"],
+            "--rule \"nope\": not a rule",
+        ),
+        (
+            vec!["--rule", "key_in_url", "--key", "kwt_live_abc"],
+            "--key \"kwt_live_abc\": not a key id",
+        ),
+        (
+            vec!["--rule", "key_in_url", "--client", "example.com"],
+            "--client \"example.com\": not an IP",
+        ),
+    ] {
+        let mut a = args.clone();
+        a.extend_from_slice(&["--for", "1h", "--comment", "x"]);
+        let o = add(&a);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains(needle), "{}", stderr(&o));
+    }
+    let o = add(&[
+        "--rule",
+        "key_in_url",
+        "--key",
+        "0123456789abcdef",
+        "--client",
+        "192.0.2.1",
+        "--for",
+        "1h",
+        "--comment",
+        "x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+
+    let o = kw.run(&["silence", "list", "-o", "json"]);
+    let list: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["key_id"], "0123456789abcdef");
+    assert_eq!(list[1]["client"], "203.0.113.9");
+    // A comment is one line in the text listing, whatever it held.
+    let text = stdout(&kw.run(&["silence", "list"]));
+    assert_eq!(text.lines().count(), 2, "{text}");
+
+    assert_eq!(kw.run(&["silence", "remove", "1"]).status.code(), Some(0));
+    let o = kw.run(&["silence", "remove", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no such silence"));
+    assert_eq!(stdout(&kw.run(&["silence", "list"])).lines().count(), 1);
+}

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod scan;
+pub mod silence;
 pub mod status;
 pub mod watch;
 

@@ -62,6 +62,21 @@ pub struct Finding {
     pub resolved_ms: Option<i64>,
 }
 
+/// Every rule id, as it appears in findings, the configuration and silences.
+pub const RULE_IDS: [&str; 11] = [
+    "key_in_url",
+    "secret_in_url",
+    "credential_param_in_url",
+    "revoked_key_in_use",
+    "key_bruteforce",
+    "auth_failure_burst",
+    "rejected_key_repeated",
+    "key_rate_spike",
+    "key_new_network",
+    "key_fanout",
+    "key_shared",
+];
+
 /// One detection rule.
 pub trait Detector: Send + Sized {
     /// The rule id, part of the output schema.

@@ -124,35 +124,26 @@ impl Store {
     /// Notices due at `now_ms`: per channel and group only the oldest queued
     /// one, and only once its retry time has come; oldest first.
     pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, StoreError> {
-        let sql = self.sql();
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT o.seq, o.id, o.channel, o.grp, o.body, o.created_ms, o.attempts
-                 FROM outbox o
-                 JOIN (SELECT MIN(seq) AS seq FROM outbox WHERE state = 'queued'
-                       GROUP BY channel, grp) head ON head.seq = o.seq
-                 WHERE o.next_ms <= ?1
-                 ORDER BY o.seq LIMIT ?2",
-            )
-            .map_err(&sql)?;
-        let rows = stmt
-            .query_map(
-                params![now_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
-                |r| {
-                    Ok(Queued {
-                        seq: r.get(0)?,
-                        id: r.get(1)?,
-                        channel: r.get(2)?,
-                        group: r.get(3)?,
-                        body: r.get(4)?,
-                        created_ms: r.get(5)?,
-                        attempts: u32::try_from(r.get::<_, i64>(6)?).unwrap_or(u32::MAX),
-                    })
-                },
-            )
-            .map_err(&sql)?;
-        rows.collect::<Result<_, _>>().map_err(sql)
+        self.rows(
+            "SELECT o.seq, o.id, o.channel, o.grp, o.body, o.created_ms, o.attempts
+             FROM outbox o
+             JOIN (SELECT MIN(seq) AS seq FROM outbox WHERE state = 'queued'
+                   GROUP BY channel, grp) head ON head.seq = o.seq
+             WHERE o.next_ms <= ?1
+             ORDER BY o.seq LIMIT ?2",
+            params![now_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| {
+                Ok(Queued {
+                    seq: r.get(0)?,
+                    id: r.get(1)?,
+                    channel: r.get(2)?,
+                    group: r.get(3)?,
+                    body: r.get(4)?,
+                    created_ms: r.get(5)?,
+                    attempts: u32::try_from(r.get::<_, i64>(6)?).unwrap_or(u32::MAX),
+                })
+            },
+        )
     }
 
     /// The earliest time a group's head becomes due, so a sender can sleep
@@ -204,28 +195,23 @@ impl Store {
     /// Marks notices queued before `cutoff_ms` as expired, with the last
     /// error they met; returns them so they can be reported.
     pub fn expire(&mut self, cutoff_ms: i64, now_ms: i64) -> Result<Vec<Delivery>, StoreError> {
-        let sql = self.sql();
-        let tx = self.conn.transaction().map_err(&sql)?;
-        tx.execute(
-            "UPDATE outbox SET state = 'expired', done_ms = ?2
-             WHERE state = 'queued' AND created_ms < ?1",
+        self.rows(
+            &format!(
+                "UPDATE outbox SET state = 'expired', done_ms = ?2
+                 WHERE state = 'queued' AND created_ms < ?1 RETURNING {DELIVERY_COLUMNS}"
+            ),
             params![cutoff_ms, now_ms],
+            delivery,
         )
-        .map_err(&sql)?;
-        let expired =
-            deliveries(&tx, "WHERE state = 'expired' AND done_ms = ?1", now_ms).map_err(&sql)?;
-        tx.commit().map_err(sql)?;
-        Ok(expired)
     }
 
     /// The most recent deliveries, newest first.
     pub fn deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-        deliveries(
-            &self.conn,
-            "ORDER BY seq DESC LIMIT ?1",
-            i64::try_from(limit).unwrap_or(i64::MAX),
+        self.rows(
+            &format!("SELECT {DELIVERY_COLUMNS} FROM outbox ORDER BY seq DESC LIMIT ?1"),
+            params![i64::try_from(limit).unwrap_or(i64::MAX)],
+            delivery,
         )
-        .map_err(self.sql())
     }
 
     /// Forgets finished notices older than `cutoff_ms`.
@@ -239,28 +225,20 @@ impl Store {
     }
 }
 
-fn deliveries(
-    conn: &rusqlite::Connection,
-    tail: &str,
-    arg: i64,
-) -> rusqlite::Result<Vec<Delivery>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT id, channel, grp, state, attempts, created_ms, done_ms, last_error
-         FROM outbox {tail}"
-    ))?;
-    let rows = stmt.query_map(params![arg], |r| {
-        Ok(Delivery {
-            id: r.get(0)?,
-            channel: r.get(1)?,
-            group: r.get(2)?,
-            state: DeliveryState::parse(&r.get::<_, String>(3)?),
-            attempts: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
-            created_ms: r.get(5)?,
-            done_ms: r.get(6)?,
-            last_error: r.get(7)?,
-        })
-    })?;
-    rows.collect()
+/// The columns [`delivery`] reads, in its order.
+const DELIVERY_COLUMNS: &str = "id, channel, grp, state, attempts, created_ms, done_ms, last_error";
+
+fn delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        channel: r.get(1)?,
+        group: r.get(2)?,
+        state: DeliveryState::parse(&r.get::<_, String>(3)?),
+        attempts: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+        created_ms: r.get(5)?,
+        done_ms: r.get(6)?,
+        last_error: r.get(7)?,
+    })
 }
 
 #[cfg(test)]

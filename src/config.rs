@@ -37,6 +37,15 @@ pub struct Config {
     pub keys: KeysConfig,
     #[serde(default)]
     pub rules: crate::detect::RulesConfig,
+    /// Pacing and retries for every alert channel.
+    #[serde(default)]
+    pub alerts: crate::alert::channels::AlertsConfig,
+    /// Alert channels by name.
+    #[serde(default)]
+    pub channels: BTreeMap<String, crate::alert::channels::ChannelConfig>,
+    /// Each `[table]` header of the file and its line, for messages.
+    #[serde(skip)]
+    tables: Vec<(String, usize)>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,7 +124,25 @@ impl Config {
             }
         })?;
         config.json_field_overrides()?;
+        let mut config = config;
+        config.tables = text
+            .lines()
+            .enumerate()
+            .filter_map(|(n, l)| {
+                let l = l.trim();
+                let name = l.strip_prefix('[')?.split(']').next()?;
+                (!l.starts_with("[[")).then(|| (name.trim().replace(['"', ' '], ""), n + 1))
+            })
+            .collect();
         Ok(config)
+    }
+
+    /// The line of a `[table]` header (`channels.ops`), if the file has one.
+    pub fn table_line(&self, table: &str) -> Option<usize> {
+        self.tables
+            .iter()
+            .find(|(t, _)| t == table)
+            .map(|&(_, l)| l)
     }
 
     /// `[format.json_fields]` as (field, path) pairs.
@@ -149,6 +176,38 @@ impl Config {
                 Ok((field, path.clone()))
             })
             .collect()
+    }
+}
+
+/// Reads a duration: a number and a unit, `250ms`, `1s`, `2m`, `2h`, `7d`
+/// (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, such as 250ms or 2s"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" => Ok(std::time::Duration::from_secs(n)),
+        "m" => Ok(std::time::Duration::from_secs(n.saturating_mul(60))),
+        "h" => Ok(std::time::Duration::from_secs(n.saturating_mul(3_600))),
+        "d" => Ok(std::time::Duration::from_secs(n.saturating_mul(86_400))),
+        _ => Err(format!("{s:?}: the unit must be ms, s, m, h or d")),
+    }
+}
+
+/// A duration setting, written as for [`parse_duration`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Dur(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
     }
 }
 

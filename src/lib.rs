@@ -10,6 +10,7 @@
 //!
 //! [`pipeline`] wires the stages together; [`commands`] are what the CLI runs.
 
+pub mod alert;
 pub mod commands;
 pub mod config;
 pub mod deliver;

@@ -46,6 +46,27 @@ enum Command {
     /// Mute one rule for one key or client for a while
     #[command(subcommand)]
     Silence(SilenceCmd),
+    /// Recent alerts, their state, and each channel's delivery of them
+    Alerts(AlertsCmd),
+    /// Send a marked test notice through every alert channel (or one) and print what each answered
+    AlertTest(AlertTestCmd),
+}
+
+#[derive(Args)]
+struct AlertsCmd {
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    output: Output,
+    /// Show at most this many alerts and deliveries
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+#[derive(Args)]
+struct AlertTestCmd {
+    /// Only this channel
+    #[arg(long, value_name = "NAME")]
+    channel: Option<String>,
 }
 
 #[derive(Args)]
@@ -137,20 +158,7 @@ enum SilenceCmd {
 
 /// `250ms`, `1s`, `2m`, `2h`, `7d`.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number and a unit, such as 250ms or 2s"))?;
-    match unit {
-        "ms" => Ok(std::time::Duration::from_millis(n)),
-        "s" => Ok(std::time::Duration::from_secs(n)),
-        "m" => Ok(std::time::Duration::from_secs(n.saturating_mul(60))),
-        "h" => Ok(std::time::Duration::from_secs(n.saturating_mul(3_600))),
-        "d" => Ok(std::time::Duration::from_secs(n.saturating_mul(86_400))),
-        _ => Err(format!("{s:?}: the unit must be ms, s, m, h or d")),
-    }
+    keywatch::config::parse_duration(s)
 }
 
 fn output_kind(o: Output) -> OutputKind {
@@ -191,6 +199,12 @@ struct ScanCmd {
     /// Never show a progress bar
     #[arg(long)]
     no_progress: bool,
+    /// Send the findings through the configured alert channels (queued in the state directory)
+    #[arg(long)]
+    alert: bool,
+    /// With --alert: how long to keep delivering before leaving the rest queued
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "alert")]
+    alert_wait: std::time::Duration,
 }
 
 fn main() -> ExitCode {
@@ -211,6 +225,7 @@ fn main() -> ExitCode {
                 threads: s.threads,
                 max_line_length: s.max_line_length,
                 progress: !s.no_progress,
+                alert: s.alert.then_some(s.alert_wait),
             },
             &mut std::io::BufWriter::new(std::io::stdout().lock()),
         ),
@@ -258,6 +273,17 @@ fn main() -> ExitCode {
                 },
                 SilenceCmd::Remove { id } => commands::silence::Action::Remove { id },
             },
+            &mut std::io::BufWriter::new(std::io::stdout().lock()),
+        ),
+        Command::Alerts(a) => commands::alerts::list(
+            &common,
+            matches!(output_kind(a.output), OutputKind::Json),
+            a.limit,
+            &mut std::io::BufWriter::new(std::io::stdout().lock()),
+        ),
+        Command::AlertTest(t) => commands::alerts::test(
+            &common,
+            t.channel.as_deref(),
             &mut std::io::BufWriter::new(std::io::stdout().lock()),
         ),
         Command::Check => commands::check::run(

@@ -15,6 +15,7 @@ use thiserror::Error;
 use crate::keys::{KeyId, MaskedKey};
 use crate::usage::{DayUsage, Distinct, Histogram, KeyLabel, KeyUsage, Usage};
 
+pub mod alerts;
 pub mod outbox;
 pub mod silences;
 
@@ -24,7 +25,7 @@ pub const DB_FILE: &str = "keywatch.db";
 const OTHER_KEYS: &str = "~other";
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -161,6 +162,27 @@ const MIGRATIONS: &[&str] = &[
         comment TEXT NOT NULL,
         created_ms INTEGER NOT NULL,
         expires_ms INTEGER NOT NULL
+    );",
+    // 3: alert states, per-channel group records, disabled channels
+    // (see `alerts.rs`).
+    "CREATE TABLE alerts (
+        id TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        status TEXT NOT NULL,
+        body TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE alert_groups (
+        channel TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (channel, grp)
+    );
+    CREATE TABLE disabled_channels (
+        channel TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        disabled_ms INTEGER NOT NULL,
+        reason TEXT NOT NULL
     );",
 ];
 
@@ -373,15 +395,16 @@ impl Store {
 
     /// Commits, in one transaction: the checkpoints (replacing all earlier
     /// ones of their streams), the usage counted since the last commit
-    /// (added to what is stored), new gaps, and the notices that state
-    /// produced (queued in the outbox, so a crash loses neither or both).
+    /// (added to what is stored), new gaps, and what the alerter made of
+    /// that state: the notices (queued in the outbox, so a crash loses
+    /// neither or both), alert states and group records.
     pub fn commit(
         &mut self,
         checkpoints: &[Checkpoint],
         delta: &Usage,
         names: &[String],
         gaps: &[Gap],
-        notices: &[outbox::Outgoing],
+        alerting: &crate::alert::Evaluation,
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
@@ -460,7 +483,7 @@ impl Store {
             )
             .map_err(sql)?;
         }
-        outbox::enqueue(&tx, notices).map_err(sql)?;
+        alerts::save(&tx, alerting).map_err(sql)?;
         tx.commit().map_err(sql)
     }
 
@@ -671,7 +694,13 @@ mod tests {
             last_line_ms: Some(5),
         };
         store
-            .commit(std::slice::from_ref(&cp), &delta, &[], &[], &[])
+            .commit(
+                std::slice::from_ref(&cp),
+                &delta,
+                &[],
+                &[],
+                &Default::default(),
+            )
             .unwrap();
         store
             .commit(
@@ -682,7 +711,7 @@ mod tests {
                 &delta,
                 &[],
                 &[],
-                &[],
+                &Default::default(),
             )
             .unwrap();
         drop(store);

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Kw, TEST_FORMAT, TEST_SECRET, line, stderr, stdout, wait_until};
+use common::{Daemon, Kw, TEST_FORMAT, TEST_SECRET, line, stderr, stdout, wait_until};
 use keywatch::keys::{Extractor, KeySecret, KeySources};
 use serde_json::Value;
 
@@ -79,84 +79,6 @@ impl Writer {
 
 fn key(i: usize) -> String {
     format!("kwf_{i:02}_{}", "Qm7ZpX2vL9rT4nB8")
-}
-
-struct Daemon<'k> {
-    kw: &'k Kw,
-    child: Option<Child>,
-}
-
-impl<'k> Daemon<'k> {
-    fn start(kw: &'k Kw, pattern: &str, extra: &[&str]) -> Daemon<'k> {
-        let mut args = vec![
-            "--timezone",
-            "UTC",
-            "watch",
-            "--poll-interval",
-            "50ms",
-            "--commit-interval",
-            "100ms",
-            "-f",
-            TEST_FORMAT,
-        ];
-        args.extend_from_slice(extra);
-        args.push(pattern);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(kw.path("daemon.err"))
-            .unwrap();
-        let child = kw
-            .cmd()
-            .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Daemon {
-            kw,
-            child: Some(child),
-        }
-    }
-
-    /// SIGTERM, and the daemon must exit 0 within two seconds.
-    fn stop(mut self) {
-        let mut child = self.child.take().unwrap();
-        let pid = child.id().to_string();
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status();
-        let mut done = None;
-        wait_until(
-            "the daemon to exit after SIGTERM",
-            Duration::from_secs(2),
-            || {
-                done = child.try_wait().unwrap();
-                done.is_some()
-            },
-        );
-        assert!(
-            done.unwrap().success(),
-            "daemon exit: {}",
-            std::fs::read_to_string(self.kw.path("daemon.err")).unwrap_or_default()
-        );
-    }
-
-    fn kill9(mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon<'_> {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn status(kw: &Kw) -> Value {

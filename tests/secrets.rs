@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::receivers::{HttpReceiver, SmtpServer};
 use common::{Kw, files_below, random_key, stderr, stdout};
 
 fn b64(data: &[u8]) -> String {
@@ -63,23 +64,40 @@ fn no_raw_key_reaches_any_output_or_file() {
     let db_password = random_key("", 22);
     log.push_str(&format!("192.0.2.12 - - [01/Mar/2025:10:02:00 +0000] \"GET /pay?stripe={third_party}&db_password={db_password} HTTP/1.1\" 200 1 \"-\" \"-\" \"-\" \"-\"\n"));
     let path = kw.write("access.log", &log);
-    let config = kw.write("config.toml", "[keys]\nprefixes = [\"kwt_\"]\n");
+    // Alerts go out too: a signed webhook, a Slack channel and mail, to
+    // real receivers whose every byte is searched below.
+    let hook = HttpReceiver::start(&[]);
+    let smtp = SmtpServer::start();
+    let config = kw.write(
+        "config.toml",
+        format!(
+            "[keys]\nprefixes = [\"kwt_\"]\n[channels.hook]\ntype = \"webhook\"\nurl = \"{0}\"\nsecret = \"env:KW_HOOK_SECRET\"\n[channels.chat]\ntype = \"slack\"\nurl = \"{0}\"\n[channels.mail]\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {1}\ntls = \"none\"\nfrom = \"k@example.com\"\nto = [\"s@example.com\"]\n",
+            hook.url(),
+            smtp.port()
+        ),
+    );
     let mut outputs = Vec::new();
     for output in ["text", "json"] {
-        let o = kw.run(&[
-            "--config",
-            config.to_str().unwrap(),
-            "--timezone",
-            "UTC",
-            "scan",
-            "-o",
-            output,
-            "--max-line-length",
-            "65536",
-            "-f",
-            FORMAT,
-            path.to_str().unwrap(),
-        ]);
+        let o = kw
+            .cmd()
+            .env("KW_HOOK_SECRET", random_key("", 32))
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--timezone",
+                "UTC",
+                "scan",
+                "-o",
+                output,
+                "--max-line-length",
+                "65536",
+                "-f",
+                FORMAT,
+                "--alert",
+                path.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
         outputs.push((format!("{output} stdout"), stdout(&o)));
         outputs.push((format!("{output} stderr"), stderr(&o)));
@@ -94,6 +112,31 @@ fn no_raw_key_reaches_any_output_or_file() {
         );
     }
     assert!(json.contains("\"skipped\":2"), "{json}");
+    let reqs = hook.requests();
+    assert!(
+        reqs.len() >= 10,
+        "notices reached the webhook and Slack: {}",
+        reqs.len()
+    );
+    for (i, r) in reqs.iter().enumerate() {
+        outputs.push((
+            format!("webhook request {i}"),
+            format!("{:?} {}", r.headers, String::from_utf8_lossy(&r.body)),
+        ));
+    }
+    let mails = smtp.mails();
+    assert!(mails.len() >= 5, "notices reached the mail server");
+    for (i, m) in mails.iter().enumerate() {
+        for part in ["text/plain", "text/html"] {
+            outputs.push((format!("mail {i} {part}"), m.part(part).unwrap_or_default()));
+        }
+        outputs.push((format!("mail {i}"), m.text()));
+    }
+    for args in [&["alerts"][..], &["alerts", "-o", "json"]] {
+        let o = kw.cmd().args(args).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        outputs.push((format!("{args:?}"), stdout(&o)));
+    }
     for f in files_below(&kw.state()) {
         outputs.push((
             f.display().to_string(),

@@ -22,6 +22,7 @@ pub fn run(common: &Common, out: &mut dyn Write) -> Result<(), Failure> {
         None => KeySecret::from_bytes(&[0x5a; 32]),
     };
     setup.extractor_with(&secret, sources)?;
+    let channels = setup.channels()?;
     if setup.state_dir.exists() && !setup.state_dir.is_dir() {
         return Err(Failure::Usage(format!(
             "state directory {}: exists but is not a directory; point --state or state_dir elsewhere",
@@ -49,5 +50,23 @@ pub fn run(common: &Common, out: &mut dyn Write) -> Result<(), Failure> {
     writeln!(out, "  time zone: {}", setup.zone.name()).map_err(io)?;
     writeln!(out, "  key names: {}", setup.config.keys.names.len()).map_err(io)?;
     writeln!(out, "  state directory: {}", setup.state_dir.display()).map_err(io)?;
+    if channels.is_empty() {
+        writeln!(out, "  alert channels: none").map_err(io)?;
+    }
+    for c in &channels {
+        let rules = c.rules.as_ref().map_or_else(
+            || "every rule".to_owned(),
+            |r| r.iter().cloned().collect::<Vec<_>>().join(", "),
+        );
+        writeln!(
+            out,
+            "  alert channel {}: {} → {} ({rules}, severity {} and up)",
+            c.name,
+            c.kind.as_str(),
+            c.shown(),
+            c.min_severity.as_str()
+        )
+        .map_err(io)?;
+    }
     out.flush().map_err(io)
 }

@@ -1,6 +1,7 @@
 //! The commands behind the CLI, and what they share: loading the
 //! configuration and building the [`Engine`](crate::pipeline::Engine).
 
+pub mod alerts;
 pub mod check;
 pub mod scan;
 pub mod silence;
@@ -49,12 +50,18 @@ pub struct Common {
 /// The configuration and the settings derived from it.
 pub struct Setup {
     pub config: Config,
+    /// The configuration file read, if any.
+    pub config_path: Option<PathBuf>,
     pub zone: Zone,
     pub state_dir: PathBuf,
 }
 
 impl Setup {
     pub fn load(common: &Common) -> Result<Setup, Failure> {
+        let config_path = common
+            .config
+            .clone()
+            .or_else(|| config::default_path().filter(|p| p.exists()));
         let config = match &common.config {
             Some(p) => Config::load(p, true),
             None => {
@@ -90,8 +97,20 @@ impl Setup {
             .unwrap_or_else(config::default_state_dir);
         Ok(Setup {
             config,
+            config_path,
             zone,
             state_dir,
+        })
+    }
+
+    /// The alert channels, resolved (secrets read); an error names the file,
+    /// line and setting.
+    pub fn channels(&self) -> Result<Vec<crate::alert::channels::Channel>, Failure> {
+        crate::alert::channels::channels(&self.config).map_err(|e| {
+            Failure::Usage(match &self.config_path {
+                Some(p) => format!("config file {}: {e}", p.display()),
+                None => e,
+            })
         })
     }
 

@@ -34,6 +34,8 @@ pub struct ScanArgs {
     pub threads: Option<usize>,
     pub max_line_length: Option<usize>,
     pub progress: bool,
+    /// `--alert`: notify the configured channels, delivering for at most this long.
+    pub alert: Option<std::time::Duration>,
 }
 
 /// Reads the start of the first input for format detection. For standard
@@ -61,6 +63,11 @@ pub fn run(args: &ScanArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         ));
     }
     let setup = Setup::load(&args.common)?;
+    if args.alert.is_some() && setup.channels()?.is_empty() {
+        return Err(Failure::Usage(
+            "scan --alert: no alert channels configured; add a [channels.NAME] table to the configuration".into(),
+        ));
+    }
     let sources = setup.key_sources(&args.key_fields);
     let inputs: Vec<Input> = args.files.iter().map(|f| Input::from_arg(f)).collect();
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
@@ -141,9 +148,13 @@ pub fn run(args: &ScanArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         OutputKind::Json => output::json::render(&report, stdout),
     };
     match res.and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Failure::Io(format!("standard output: {e}"))),
-        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(e) => return Err(Failure::Io(format!("standard output: {e}"))),
+        Ok(()) => {}
+    }
+    match args.alert {
+        Some(wait) => super::alerts::scan_alert(&setup, &findings, &names, wait),
+        None => Ok(()),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::output::{self, Report};
 use crate::pipeline::Totals;
 use crate::store::Store;
 
-fn open(setup: &Setup) -> Result<Store, Failure> {
+pub(crate) fn open(setup: &Setup) -> Result<Store, Failure> {
     match Store::open_existing(&setup.state_dir) {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(Failure::Usage(format!(

@@ -181,6 +181,7 @@ fn follow(
         _ => Failure::Usage(e.to_string()),
     })?;
     let mut analyzer = Analyzer::new(&engine);
+    let mut alerting = super::alerts::Alerting::start(&setup, &store)?;
 
     // Resume every stream the store knows, then add the ones the patterns name.
     let mut saved: BTreeMap<String, Vec<Checkpoint>> = BTreeMap::new();
@@ -333,6 +334,11 @@ fn follow(
         if read_any {
             announce(&analyzer, &names, &mut announced);
         }
+        // Alerts are paced by the wall clock, so they are looked at even
+        // when nothing was read (a group's wait may have run out).
+        if let Some(al) = alerting.as_mut() {
+            dirty |= al.evaluate(|| analyzer.findings(&names), &names, &store, stopping);
+        }
         if last_expand.elapsed() >= Duration::from_secs(1) {
             last_expand = Instant::now();
             for path in expand(&args.patterns) {
@@ -360,12 +366,18 @@ fn follow(
                 );
             }
             let delta = std::mem::take(&mut analyzer.usage);
-            if let Err(e) = store.commit(&checkpoints, &delta, &names, &gaps, &[]) {
-                // Keep the counts: they are committed with the next attempt.
+            let none = crate::alert::Evaluation::default();
+            let pending = alerting.as_ref().map_or(&none, |a| &a.pending);
+            if let Err(e) = store.commit(&checkpoints, &delta, &names, &gaps, pending) {
+                // Keep the counts and notices: they are committed with the
+                // next attempt.
                 analyzer.usage = delta;
                 eprintln!("keywatch: {e}");
             } else {
                 analyzer.usage = Usage::default();
+                if let Some(al) = alerting.as_mut() {
+                    al.committed();
+                }
             }
             last_commit = Instant::now();
             dirty = false;
@@ -482,6 +494,18 @@ fn render_metrics(
             ("name", name),
         ];
         b.sample("keywatch_key_requests", &labels, k.requests as f64);
+    }
+    b.family(
+        "keywatch_notices",
+        "gauge",
+        "Alert notices in the outbox per channel and delivery state (queued, delivered, rejected, expired).",
+    );
+    for (channel, state, n) in store.outbox_counts().unwrap_or_default() {
+        b.sample(
+            "keywatch_notices",
+            &[("channel", channel.as_str()), ("state", state.as_str())],
+            n as f64,
+        );
     }
     b.family(
         "keywatch_store_bytes",

@@ -10,4 +10,5 @@
 pub mod notice;
 pub mod retry;
 pub mod safe;
+pub mod send;
 pub mod sign;

@@ -20,7 +20,7 @@ use crate::zone::Zone;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Whether an alert's condition still holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Firing,
@@ -37,7 +37,7 @@ impl State {
 }
 
 /// One alert, ready to print anywhere.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     /// Stable across updates and retries: derived from the rule and what the
     /// alert is about, never from counts or times.
@@ -120,6 +120,51 @@ pub struct Notice {
     pub alerts: Vec<Alert>,
     /// Marks `alert-test` notices so no one acts on them.
     pub test: bool,
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// Why a rule's alert matters, in one sentence.
+pub fn why(rule: &str) -> &'static str {
+    match rule {
+        "key_in_url" => {
+            "a key in a URL is written to access logs, proxy logs, browser history and Referer headers of other sites; treat it as leaked."
+        }
+        "secret_in_url" => {
+            "a credential of another service sits in a URL and so in every log on its way."
+        }
+        "credential_param_in_url" => {
+            "a password or token sent as a query parameter is stored in logs in clear."
+        }
+        "revoked_key_in_use" => {
+            "a revoked key is still deployed somewhere, or someone is trying a leaked key."
+        }
+        "key_bruteforce" => {
+            "one client trying many different keys is guessing or replaying a leaked list."
+        }
+        "auth_failure_burst" => {
+            "a burst of rejected requests is a misconfigured client or an attack in progress."
+        }
+        "rejected_key_repeated" => {
+            "a key rejected again and again is a broken deployment or a stale leaked key."
+        }
+        "key_rate_spike" => {
+            "a key used far above its usual rate may be leaked, shared, or running away."
+        }
+        "key_new_network" => "a key suddenly used from a new network may have leaked.",
+        "key_fanout" => "a key used from many clients at once is shared or leaked.",
+        "key_shared" => {
+            "one key used by several services cannot be rotated or revoked without breaking them all."
+        }
+        "keywatch_test" => "it does not: this is a test of the channel.",
+        _ => "see the rule's documentation.",
+    }
 }
 
 /// The longest evidence a notice carries, in characters.
@@ -211,14 +256,17 @@ impl Notice {
     fn lines(&self, a: &Alert, esc: &dyn Fn(&str) -> String) -> Vec<String> {
         let mut lines = vec![
             format!("{} ({}) — {}", a.rule, a.severity, a.state.as_str()),
+            format!("Key: {}", esc(&a.about())),
             esc(&a.message),
             format!(
-                "Since {} · last {} · {} times",
-                a.first_seen, a.last_seen, a.count
+                "Since {} · last {} · {}",
+                a.first_seen,
+                a.last_seen,
+                plural(a.count, "time")
             ),
         ];
         if let Some(c) = &a.client {
-            lines.push(format!("From {} ({} clients)", esc(c), a.clients));
+            lines.push(format!("From {} ({})", esc(c), plural(a.clients, "client")));
         }
         if let Some(e) = &a.evidence {
             lines.push(format!(
@@ -226,8 +274,66 @@ impl Notice {
                 esc(&safe::truncate(e, EVIDENCE_CHARS))
             ));
         }
+        lines.push(format!("Why it matters: {}", why(&a.rule)));
         lines.push(format!("What to do: {}", esc(&a.action)));
         lines
+    }
+
+    /// The plain-text mail part. Each log-derived value stays on its one
+    /// line: line breaks and controls in it are shown escaped.
+    pub fn text(&self) -> String {
+        let esc = |s: &str| safe::plain(s.as_bytes(), EVIDENCE_CHARS + 200);
+        let mut out = String::new();
+        if self.test {
+            out.push_str(
+                "TEST NOTICE from keywatch alert-test: nothing happened; no action needed.\n\n",
+            );
+        }
+        out.push_str(&self.subject());
+        out.push_str("\n\n");
+        for a in &self.alerts {
+            for l in self.lines(a, &esc) {
+                out.push_str(&l);
+                out.push('\n');
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "Notice {} · group {}\n",
+            self.id,
+            esc(&self.group)
+        ));
+        out
+    }
+
+    /// The HTML mail part: every value escaped for HTML, no script, no
+    /// remote content.
+    pub fn html(&self) -> String {
+        let esc =
+            |s: &str| safe::html(&safe::plain(s.as_bytes(), EVIDENCE_CHARS + 200)).into_owned();
+        let mut out = String::from(
+            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body style=\"font-family:sans-serif\">",
+        );
+        if self.test {
+            out.push_str("<p><strong>TEST NOTICE</strong> from keywatch alert-test: nothing happened; no action needed.</p>");
+        }
+        out.push_str(&format!("<h2>{}</h2>", safe::html(&self.subject())));
+        for a in &self.alerts {
+            let mut lines = self.lines(a, &esc).into_iter();
+            if let Some(head) = lines.next() {
+                out.push_str(&format!("<h3>{head}</h3><ul>"));
+            }
+            for l in lines {
+                out.push_str(&format!("<li>{l}</li>"));
+            }
+            out.push_str("</ul>");
+        }
+        out.push_str(&format!(
+            "<p style=\"color:#666\">Notice {} · group {}</p></body></html>",
+            safe::html(&self.id),
+            esc(&self.group)
+        ));
+        out
     }
 
     /// A Slack message: `text` for notifications plus one section block per

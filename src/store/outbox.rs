@@ -97,7 +97,7 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
-pub(super) fn enqueue(tx: &Transaction<'_>, notices: &[Outgoing]) -> rusqlite::Result<()> {
+pub(crate) fn enqueue(tx: &Transaction<'_>, notices: &[Outgoing]) -> rusqlite::Result<()> {
     if notices.is_empty() {
         return Ok(());
     }
@@ -161,6 +161,15 @@ impl Store {
             .optional()
             .map(Option::flatten)
             .map_err(self.sql())
+    }
+
+    /// Notices per channel and state: (channel, state, count).
+    pub fn outbox_counts(&self) -> Result<Vec<(String, String, usize)>, StoreError> {
+        self.rows(
+            "SELECT channel, state, COUNT(*) FROM outbox GROUP BY channel, state ORDER BY channel, state",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, usize::try_from(r.get::<_, i64>(2)?).unwrap_or(0))),
+        )
     }
 
     /// Records the outcome of one attempt at notice `seq`.
@@ -269,12 +278,15 @@ mod tests {
                 &Default::default(),
                 &[],
                 &[],
-                &[
-                    notice("a1", "ops", "g1", 10),
-                    notice("b1", "ops", "g2", 11),
-                    notice("a2", "ops", "g1", 12),
-                    notice("a1", "sec", "g1", 10),
-                ],
+                &crate::alert::Evaluation {
+                    notices: vec![
+                        notice("a1", "ops", "g1", 10),
+                        notice("b1", "ops", "g2", 11),
+                        notice("a2", "ops", "g1", 12),
+                        notice("a1", "sec", "g1", 10),
+                    ],
+                    ..Default::default()
+                },
             )
             .unwrap();
         // The same notice for the same channel is queued once.

@@ -2,6 +2,8 @@
 //! isolated state directory, and test keys made at run time.
 #![allow(dead_code)]
 
+pub mod receivers;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -118,5 +120,95 @@ pub fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut
             "timed out waiting for {what}"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `keywatch watch` running on the test format with [`TEST_SECRET`].
+pub struct Daemon<'k> {
+    pub kw: &'k Kw,
+    pub child: Option<std::process::Child>,
+}
+
+impl<'k> Daemon<'k> {
+    pub fn start(kw: &'k Kw, pattern: &str, extra: &[&str]) -> Daemon<'k> {
+        Daemon::start_with(kw, pattern, extra, &[])
+    }
+
+    /// Starts with more environment variables set.
+    pub fn start_with(
+        kw: &'k Kw,
+        pattern: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon<'k> {
+        let mut args = vec![
+            "--timezone",
+            "UTC",
+            "watch",
+            "--poll-interval",
+            "50ms",
+            "--commit-interval",
+            "100ms",
+            "-f",
+            TEST_FORMAT,
+        ];
+        args.extend_from_slice(extra);
+        args.push(pattern);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(kw.path("daemon.err"))
+            .unwrap();
+        let child = kw
+            .cmd()
+            .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+            .envs(env.iter().copied())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Daemon {
+            kw,
+            child: Some(child),
+        }
+    }
+
+    /// SIGTERM, and the daemon must exit 0 within two seconds.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let mut done = None;
+        wait_until(
+            "the daemon to exit after SIGTERM",
+            std::time::Duration::from_secs(2),
+            || {
+                done = child.try_wait().unwrap();
+                done.is_some()
+            },
+        );
+        assert!(
+            done.unwrap().success(),
+            "daemon exit: {}",
+            std::fs::read_to_string(self.kw.path("daemon.err")).unwrap_or_default()
+        );
+    }
+
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

@@ -224,6 +224,64 @@ fn a_400_is_not_retried_and_a_410_disables_the_channel_until_it_changes() {
     );
 }
 
+#[test]
+fn a_silent_receiver_times_out_and_a_notice_that_keeps_failing_expires() {
+    let kw = Kw::new();
+    let rx = HttpReceiver::start(&[0, 200]);
+    let secret = hook_secret();
+    let env = [("KW_HOOK_SECRET", secret.as_str())];
+    configure(&kw, &(webhook(&rx.url()) + "timeout = \"300ms\"\n"));
+    let log = kw.write("a.log", url_line(&random_key("kw_live_", 32)) + "\n");
+    let o = run(&kw, &env, &["scan", "--alert", log.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc = alerts_json(&kw);
+    let d = &doc["deliveries"][0];
+    assert_eq!(d["state"], "delivered", "{doc}");
+    assert_eq!(d["attempts"], 2);
+    assert!(
+        d["last_error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("timeout"),
+        "{doc}"
+    );
+    assert_eq!(rx.requests().len(), 2);
+
+    // Failing for good: expired after `expire_after`, reported, not dropped silently.
+    rx.script(&[500; 100]);
+    configure(
+        &kw,
+        &(webhook(&rx.url()).replace("[channels.ops]", "expire_after = \"1s\"\n[channels.ops]")),
+    );
+    let log = kw.write("b.log", url_line(&random_key("kw_live_", 32)) + "\n");
+    let o = run(
+        &kw,
+        &env,
+        &[
+            "scan",
+            "--alert",
+            "--alert-wait",
+            "20s",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("expired undelivered after"),
+        "{}",
+        stderr(&o)
+    );
+    let doc = alerts_json(&kw);
+    assert_eq!(doc["deliveries"][0]["state"], "expired", "{doc}");
+    assert!(
+        doc["deliveries"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 500")
+    );
+}
+
 fn email_channel(port: u16, rules: &str) -> String {
     format!(
         "[channels.security]\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"keywatch <keywatch@example.com>\"\nto = [\"security@example.com\", \"oncall@example.com\"]\n{rules}"

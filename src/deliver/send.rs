@@ -180,7 +180,11 @@ pub struct Sender {
     store: Store,
     channels: Vec<Channel>,
     policy: RetryPolicy,
+    last_prune: Option<std::time::Instant>,
 }
+
+/// Finished notices and quiet alerts are kept this long for `keywatch alerts`.
+const KEEP_MS: i64 = 30 * 24 * 60 * 60 * 1000;
 
 /// What one pass over the outbox did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -200,6 +204,7 @@ impl Sender {
             store,
             channels,
             policy,
+            last_prune: None,
         }
     }
 
@@ -221,6 +226,14 @@ impl Sender {
                 d.attempts,
                 d.last_error.as_deref().unwrap_or("none")
             );
+        }
+        if self
+            .last_prune
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(3_600))
+        {
+            self.last_prune = Some(std::time::Instant::now());
+            self.store.prune_outbox(now - KEEP_MS)?;
+            self.store.prune_alerts(now - KEEP_MS)?;
         }
         let mut disabled = Vec::new();
         for d in self.store.disabled_channels()? {

@@ -104,6 +104,17 @@ impl Store {
             .collect())
     }
 
+    /// Forgets alerts unchanged since `cutoff_ms` (their groups' records go
+    /// when the alerter next sees nothing of them).
+    pub fn prune_alerts(&mut self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM alerts WHERE updated_ms < ?1",
+                params![cutoff_ms],
+            )
+            .map_err(self.sql())
+    }
+
     /// Marks a channel disabled while its settings keep `fingerprint`.
     pub fn disable_channel(
         &mut self,

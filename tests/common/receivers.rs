@@ -31,7 +31,8 @@ impl Request {
     }
 }
 
-/// A TCP listener served by a thread until dropped.
+/// A TCP listener served by a thread until dropped; each connection is
+/// served on a thread of its own.
 struct Server {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -39,7 +40,8 @@ struct Server {
 }
 
 impl Server {
-    fn start(port: u16, serve: impl Fn(TcpStream) + Send + 'static) -> Server {
+    fn start(port: u16, serve: impl Fn(TcpStream) + Send + Sync + 'static) -> Server {
+        let serve = Arc::new(serve);
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind a test receiver");
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -51,7 +53,9 @@ impl Server {
                     Ok((s, _)) => {
                         s.set_nonblocking(false).unwrap();
                         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                        serve(s);
+                        // One thread per connection: a held one blocks no other.
+                        let serve = Arc::clone(&serve);
+                        std::thread::spawn(move || serve(s));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -75,7 +79,8 @@ impl Drop for Server {
 }
 
 /// An HTTP receiver: answers each request with the next scripted status
-/// (200 once the script runs out) and records it.
+/// (200 once the script runs out; 0 means "never answer": the connection
+/// is held for two seconds, then closed) and records it.
 pub struct HttpReceiver {
     server: Server,
     requests: Arc<Mutex<Vec<Request>>>,
@@ -97,6 +102,10 @@ impl HttpReceiver {
             if let Some(req) = read_request(&stream) {
                 let status = s.lock().unwrap().pop_front().unwrap_or(200);
                 r.lock().unwrap().push(req);
+                if status == 0 {
+                    std::thread::sleep(Duration::from_secs(2));
+                    return;
+                }
                 let mut w = &stream;
                 let _ = write!(
                     w,

@@ -86,6 +86,8 @@ pub struct Analyzer<'e> {
     exposures: Vec<Exposure>,
     secrets: Vec<crate::keys::SecretHit>,
     ua_hasher: crate::hash::FastState,
+    /// The current request's endpoint, reused.
+    endpoint: String,
     days: DayCutter,
     pub usage: Usage,
     pub detectors: Detectors,
@@ -108,6 +110,7 @@ impl<'e> Analyzer<'e> {
             exposures: Vec::new(),
             secrets: Vec::new(),
             ua_hasher: crate::hash::FastState::default(),
+            endpoint: String::new(),
             days: DayCutter::new(engine.zone.clone()),
             usage: Usage::default(),
             detectors: Detectors::new(&engine.rules),
@@ -166,8 +169,15 @@ impl<'e> Analyzer<'e> {
             client,
             evidence: evidence.as_ref(),
         };
+        let day = self.days.day(rec.time_ms);
+        match rec.path {
+            Some(p) => crate::usage::top::endpoint(p.raw, &mut self.endpoint),
+            None => self.endpoint.clear(),
+        }
         self.usage.record(&Hit {
-            day: self.days.day(rec.time_ms),
+            day,
+            hour: self.days.hour(rec.time_ms),
+            endpoint: &self.endpoint,
             time_ms: rec.time_ms,
             key,
             status: rec.status,

@@ -25,7 +25,7 @@ pub const DB_FILE: &str = "keywatch.db";
 const OTHER_KEYS: &str = "~other";
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -184,6 +184,9 @@ const MIGRATIONS: &[&str] = &[
         disabled_ms INTEGER NOT NULL,
         reason TEXT NOT NULL
     );",
+    // 4: the shape of each key's day (hours, peak, top endpoints and
+    // clients), as JSON (see `Stored` below).
+    "ALTER TABLE usage ADD COLUMN detail TEXT;",
 ];
 
 fn i(v: u64) -> i64 {
@@ -489,12 +492,22 @@ impl Store {
 
     /// The stored usage of one day, as a [`Usage`] with its key names.
     pub fn day_usage(&self, day: NaiveDate) -> Result<(Usage, Vec<String>), StoreError> {
+        // A store the daemon has not migrated yet has no detail column.
+        let detail = if self
+            .conn
+            .prepare("SELECT detail FROM usage LIMIT 0")
+            .is_ok()
+        {
+            "detail"
+        } else {
+            "NULL"
+        };
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT key_id, masked, name, requests, c1, c2, c3, c4, c5, other, s401, s403, s429, bytes, latency, clients, first_ms, last_ms
-                 FROM usage WHERE day = ?1",
-            )
+            .prepare(&format!(
+                "SELECT key_id, masked, name, requests, c1, c2, c3, c4, c5, other, s401, s403, s429, bytes, latency, clients, first_ms, last_ms, {detail}
+                 FROM usage WHERE day = ?1"
+            ))
             .map_err(self.sql())?;
         let mut usage = Usage::default();
         let mut names: Vec<String> = Vec::new();
@@ -580,6 +593,41 @@ impl Store {
     }
 }
 
+/// [`crate::usage::Detail`] as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredDetail {
+    hours: [u64; 24],
+    peak_5m: u64,
+    buckets_5m: u64,
+    endpoints: crate::usage::Top<Box<str>, { crate::usage::TOP_CAP }>,
+    clients: crate::usage::Top<u128, { crate::usage::TOP_CAP }>,
+}
+
+fn detail_json(d: &crate::usage::Detail) -> String {
+    serde_json::to_string(&StoredDetail {
+        hours: d.hours,
+        peak_5m: d.peak_5m,
+        buckets_5m: d.buckets_5m,
+        endpoints: d.endpoints.clone(),
+        clients: d.clients.clone(),
+    })
+    .unwrap_or_default()
+}
+
+fn detail_from(text: Option<String>) -> crate::usage::Detail {
+    text.and_then(|t| serde_json::from_str::<StoredDetail>(&t).ok())
+        .map(|s| {
+            crate::usage::Detail::from_parts(
+                s.hours,
+                s.peak_5m,
+                s.buckets_5m,
+                s.endpoints,
+                s.clients,
+            )
+        })
+        .unwrap_or_default()
+}
+
 fn row_usage(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<KeyUsage> {
     let latency: Vec<u8> = r.get(at + 11)?;
     let clients: Vec<u8> = r.get(at + 12)?;
@@ -597,6 +645,7 @@ fn row_usage(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<KeyUsage> {
         s403: u(r.get(at + 8)?),
         s429: u(r.get(at + 9)?),
         bytes: u(r.get(at + 10)?),
+        detail: detail_from(r.get(at + 15)?),
         latency: Histogram::from_bytes(&latency).unwrap_or_default(),
         clients: Distinct::from_bytes(&clients).unwrap_or_default(),
         first_ms: r.get(at + 13)?,
@@ -610,7 +659,7 @@ fn read_usage(
     key_id: &str,
 ) -> rusqlite::Result<Option<KeyUsage>> {
     tx.query_row(
-        "SELECT requests, c1, c2, c3, c4, c5, other, s401, s403, s429, bytes, latency, clients, first_ms, last_ms
+        "SELECT requests, c1, c2, c3, c4, c5, other, s401, s403, s429, bytes, latency, clients, first_ms, last_ms, detail
          FROM usage WHERE day = ?1 AND key_id = ?2",
         params![day, key_id],
         |r| row_usage(r, 0),
@@ -627,13 +676,13 @@ fn write_usage(
     u: &KeyUsage,
 ) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO usage (day, key_id, masked, name, requests, c1, c2, c3, c4, c5, other, s401, s403, s429, bytes, latency, clients, first_ms, last_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+        "INSERT INTO usage (day, key_id, masked, name, requests, c1, c2, c3, c4, c5, other, s401, s403, s429, bytes, latency, clients, first_ms, last_ms, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
          ON CONFLICT(day, key_id) DO UPDATE SET
            masked = excluded.masked, name = COALESCE(excluded.name, usage.name), requests = excluded.requests,
            c1 = excluded.c1, c2 = excluded.c2, c3 = excluded.c3, c4 = excluded.c4, c5 = excluded.c5, other = excluded.other,
            s401 = excluded.s401, s403 = excluded.s403, s429 = excluded.s429, bytes = excluded.bytes,
-           latency = excluded.latency, clients = excluded.clients, first_ms = excluded.first_ms, last_ms = excluded.last_ms",
+           latency = excluded.latency, clients = excluded.clients, first_ms = excluded.first_ms, last_ms = excluded.last_ms, detail = excluded.detail",
         params![
             day,
             key_id,
@@ -653,7 +702,8 @@ fn write_usage(
             u.latency.to_bytes(),
             u.clients.to_bytes(),
             u.first_ms,
-            u.last_ms
+            u.last_ms,
+            detail_json(&u.detail)
         ],
     )?;
     Ok(())
@@ -670,6 +720,8 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
         let mut delta = Usage::default();
         delta.record(&crate::usage::Hit {
+            hour: 10,
+            endpoint: "/v1/items/{id}",
             day,
             time_ms: 5,
             key: None,
@@ -730,6 +782,12 @@ mod tests {
             ),
             (2, 20, 1)
         );
+        // The day's shape adds up too (u128 client tags survive JSON).
+        let detail = &d.keyless.detail;
+        assert_eq!(detail.hours[10], 2);
+        assert_eq!(detail.endpoints.ranked(), [("/v1/items/{id}".into(), 2)]);
+        assert_eq!(detail.clients.ranked(), [(7u128, 2)]);
+        assert_eq!(detail.peak_5m, 1, "parts of one bucket are not summed");
     }
 
     #[test]

@@ -127,6 +127,12 @@ impl DayCutter {
         }
     }
 
+    /// The hour of the day of `ms`, counted from the start of its day (0–23;
+    /// a 25-hour day's last hour counts as 23). Call after [`Self::day`].
+    pub fn hour(&self, ms: i64) -> u8 {
+        u8::try_from(((ms - self.start) / 3_600_000).clamp(0, 23)).unwrap_or(23)
+    }
+
     pub fn day(&mut self, ms: i64) -> NaiveDate {
         if ms >= self.start && ms < self.end {
             return self.day;

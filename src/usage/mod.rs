@@ -6,6 +6,7 @@
 
 pub mod distinct;
 pub mod histogram;
+pub mod top;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,77 @@ use crate::hash::FastMap;
 use crate::keys::{KeyId, KeyRef, MaskedKey};
 pub use distinct::Distinct;
 pub use histogram::Histogram;
+pub use top::Top;
+
+/// Endpoints and clients followed per key and day.
+pub const TOP_CAP: usize = 16;
+
+/// The shape of one key's day: when, how fast at the peak, where, who.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Detail {
+    /// Requests per hour of the day (in the zone days are cut in).
+    pub hours: [u64; 24],
+    /// The most requests in one 5-minute bucket.
+    pub peak_5m: u64,
+    /// 5-minute buckets with at least one request.
+    pub buckets_5m: u64,
+    cur_bucket: i64,
+    cur_count: u64,
+    pub endpoints: Top<Box<str>, TOP_CAP>,
+    /// Client tags (see [`distinct::client_tag`]).
+    pub clients: Top<u128, TOP_CAP>,
+}
+
+impl Detail {
+    fn record(&mut self, time_ms: i64, hour: u8, endpoint: &str, client: u128) {
+        self.hours[usize::from(hour.min(23))] += 1;
+        let bucket = time_ms.div_euclid(300_000);
+        if bucket == self.cur_bucket && self.cur_count > 0 {
+            self.cur_count += 1;
+        } else if bucket > self.cur_bucket || self.cur_count == 0 {
+            self.cur_bucket = bucket;
+            self.cur_count = 1;
+            self.buckets_5m += 1;
+        }
+        self.peak_5m = self.peak_5m.max(self.cur_count);
+        if !endpoint.is_empty() {
+            self.endpoints
+                .add_by(|e| **e == *endpoint, || endpoint.into(), 1);
+        }
+        self.clients.add_by(|c| *c == client, || client, 1);
+    }
+
+    /// Merges another part of the same day. The peak of a bucket split
+    /// between the two parts is not summed, so it may be a little low.
+    pub fn merge(&mut self, o: &Detail) {
+        for (a, b) in self.hours.iter_mut().zip(o.hours) {
+            *a += b;
+        }
+        self.peak_5m = self.peak_5m.max(o.peak_5m);
+        self.buckets_5m += o.buckets_5m;
+        self.endpoints.merge(&o.endpoints);
+        self.clients.merge(&o.clients);
+    }
+
+    /// Restores a stored detail.
+    pub fn from_parts(
+        hours: [u64; 24],
+        peak_5m: u64,
+        buckets_5m: u64,
+        endpoints: Top<Box<str>, TOP_CAP>,
+        clients: Top<u128, TOP_CAP>,
+    ) -> Detail {
+        Detail {
+            hours,
+            peak_5m,
+            buckets_5m,
+            cur_bucket: 0,
+            cur_count: 0,
+            endpoints,
+            clients,
+        }
+    }
+}
 
 /// Counts of one key (or of keyless requests) over one day.
 #[derive(Clone, Debug, Default)]
@@ -30,17 +102,20 @@ pub struct KeyUsage {
     pub clients: Distinct,
     pub first_ms: i64,
     pub last_ms: i64,
+    pub detail: Detail,
 }
 
 impl KeyUsage {
-    fn record(
-        &mut self,
-        time_ms: i64,
-        status: Option<u16>,
-        bytes: u64,
-        latency_ms: Option<u32>,
-        client: u128,
-    ) {
+    fn record(&mut self, hit: &Hit<'_>) {
+        let Hit {
+            time_ms,
+            status,
+            bytes,
+            latency_ms,
+            client,
+            ..
+        } = *hit;
+        self.detail.record(time_ms, hit.hour, hit.endpoint, client);
         if self.requests == 0 || time_ms < self.first_ms {
             self.first_ms = time_ms;
         }
@@ -91,6 +166,7 @@ impl KeyUsage {
         self.bytes += o.bytes;
         self.latency.merge(&o.latency);
         self.clients.merge(&o.clients);
+        self.detail.merge(&o.detail);
     }
 }
 
@@ -147,8 +223,12 @@ pub struct Usage {
 }
 
 /// What usage needs from one request.
-pub struct Hit {
+pub struct Hit<'a> {
     pub day: NaiveDate,
+    /// The hour of the day, 0–23, in the zone days are cut in.
+    pub hour: u8,
+    /// The request's endpoint ([`top::endpoint`]), empty when unknown.
+    pub endpoint: &'a str,
     pub time_ms: i64,
     pub key: Option<KeyRef>,
     pub status: Option<u16>,
@@ -158,7 +238,7 @@ pub struct Hit {
 }
 
 impl Usage {
-    pub fn record(&mut self, hit: &Hit) {
+    pub fn record(&mut self, hit: &Hit<'_>) {
         let day = self.days.entry(hit.day).or_default();
         if let Some(k) = hit.key {
             if day.keys.len() >= MAX_KEYS_PER_DAY && !day.keys.contains_key(&k.id) {
@@ -180,13 +260,7 @@ impl Usage {
             },
             None => &mut day.keyless,
         };
-        usage.record(
-            hit.time_ms,
-            hit.status,
-            hit.bytes,
-            hit.latency_ms,
-            hit.client,
-        );
+        usage.record(hit);
     }
 
     pub fn merge(&mut self, other: &Usage) {
@@ -263,6 +337,8 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap_or_default();
         let hit = |k: u64| Hit {
             day,
+            hour: 0,
+            endpoint: "/v1",
             time_ms: 0,
             key: Some(key(k)),
             status: Some(401),

@@ -40,12 +40,23 @@ pub struct Config {
     /// Pacing and retries for every alert channel.
     #[serde(default)]
     pub alerts: crate::alert::channels::AlertsConfig,
+    /// The daily summary.
+    #[serde(default)]
+    pub summary: SummaryConfig,
     /// Alert channels by name.
     #[serde(default)]
     pub channels: BTreeMap<String, crate::alert::channels::ChannelConfig>,
     /// Each `[table]` header of the file and its line, for messages.
     #[serde(skip)]
     tables: Vec<(String, usize)>,
+}
+
+/// `[summary]`: the daily summary.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryConfig {
+    /// Keys in use longer than this many days are listed as due for rotation (default 90).
+    pub rotation_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

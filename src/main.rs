@@ -120,7 +120,7 @@ struct SummaryCmd {
     day: String,
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value = "text")]
-    output: Output,
+    output: ReportOutput,
 }
 
 #[derive(Subcommand)]
@@ -161,6 +161,27 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     keywatch::config::parse_duration(s)
 }
 
+fn report_kind(o: ReportOutput) -> OutputKind {
+    match o {
+        ReportOutput::Text => OutputKind::Text,
+        ReportOutput::Json => OutputKind::Json,
+        ReportOutput::Markdown => OutputKind::Markdown,
+        ReportOutput::Html => OutputKind::Html,
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportOutput {
+    /// Findings, a usage table per key and totals, for a person
+    Text,
+    /// Newline-delimited JSON: finding, summary (one per day) and totals objects
+    Json,
+    /// The daily summary as Markdown
+    Markdown,
+    /// The daily summary as one self-contained HTML page (inline SVG charts, no scripts)
+    Html,
+}
+
 fn output_kind(o: Output) -> OutputKind {
     match o {
         Output::Text => OutputKind::Text,
@@ -189,7 +210,7 @@ struct ScanCmd {
     key_field: Vec<String>,
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value = "text")]
-    output: Output,
+    output: ReportOutput,
     /// Threads for large regular files [default: all cores]
     #[arg(long, short = 'j', value_name = "N")]
     threads: Option<usize>,
@@ -221,7 +242,7 @@ fn main() -> ExitCode {
                 files: s.files,
                 log_format: s.log_format,
                 key_fields: s.key_field,
-                output: output_kind(s.output),
+                output: report_kind(s.output),
                 threads: s.threads,
                 max_line_length: s.max_line_length,
                 progress: !s.no_progress,
@@ -293,7 +314,7 @@ fn main() -> ExitCode {
         Command::Summary(s) => commands::status::summary(
             &common,
             &s.day,
-            output_kind(s.output),
+            report_kind(s.output),
             &mut std::io::BufWriter::new(std::io::stdout().lock()),
         ),
     };

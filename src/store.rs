@@ -19,6 +19,16 @@ pub mod alerts;
 pub mod outbox;
 pub mod silences;
 
+/// A key's first and last day in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpan {
+    pub key_id: String,
+    pub masked: String,
+    pub name: Option<String>,
+    pub first: NaiveDate,
+    pub last: NaiveDate,
+}
+
 /// The file inside the state directory.
 pub const DB_FILE: &str = "keywatch.db";
 /// The `usage` row of the keys folded past the per-day cap.
@@ -553,6 +563,25 @@ impl Store {
             usage.days.insert(day, day_usage);
         }
         Ok((usage, names))
+    }
+
+    /// Every key seen up to `day`: its first and last day, mask and name.
+    pub fn key_spans(&self, day: NaiveDate) -> Result<Vec<KeySpan>, StoreError> {
+        let date = |s: String| NaiveDate::parse_from_str(&s, "%Y-%m-%d").unwrap_or_default();
+        self.rows(
+            "SELECT key_id, MAX(masked), MAX(name), MIN(day), MAX(day) FROM usage
+             WHERE day <= ?1 AND key_id != '' AND key_id != '~other' GROUP BY key_id",
+            params![day.to_string()],
+            |r| {
+                Ok(KeySpan {
+                    key_id: r.get(0)?,
+                    masked: r.get(1)?,
+                    name: r.get(2)?,
+                    first: date(r.get(3)?),
+                    last: date(r.get(4)?),
+                })
+            },
+        )
     }
 
     /// The `n` keys with most requests on `day`.

@@ -38,34 +38,38 @@ pub struct Alerting {
 }
 
 impl Alerting {
-    /// Starts alerting when channels are configured (`None` otherwise).
+    /// Starts the alerter (which also keeps every alert's state for
+    /// `alerts` and `summary`), and the sender when channels are configured.
     pub fn start(setup: &Setup, store: &Store) -> Result<Option<Alerting>, Failure> {
         let channels = setup.channels()?;
-        if channels.is_empty() {
-            return Ok(None);
-        }
         let groups = store.alert_groups().map_err(db)?;
+        let names: Vec<String> = channels.iter().map(|c| c.name.clone()).collect();
         let alerter = Alerter::new(channels, setup.zone.clone(), groups);
-        let sender = Sender::new(
-            Store::open(&setup.state_dir).map_err(db)?,
-            setup.channels()?,
-            retry_policy(&setup.config.alerts),
-        );
         let stop = Arc::new(AtomicBool::new(false));
         let (wake, woken) = crossbeam_channel::bounded(1);
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("keywatch-sender".into())
-            .spawn(move || sender.run(flag, woken))
-            .map_err(|e| Failure::Io(format!("alert sender thread: {e}")))?;
-        let names: Vec<&str> = alerter.channels().iter().map(|c| c.name.as_str()).collect();
-        eprintln!("keywatch: alert channels: {}", names.join(", "));
+        let thread = if names.is_empty() {
+            None
+        } else {
+            let sender = Sender::new(
+                Store::open(&setup.state_dir).map_err(db)?,
+                setup.channels()?,
+                retry_policy(&setup.config.alerts),
+            );
+            let flag = Arc::clone(&stop);
+            eprintln!("keywatch: alert channels: {}", names.join(", "));
+            Some(
+                std::thread::Builder::new()
+                    .name("keywatch-sender".into())
+                    .spawn(move || sender.run(flag, woken))
+                    .map_err(|e| Failure::Io(format!("alert sender thread: {e}")))?,
+            )
+        };
         Ok(Some(Alerting {
             alerter,
             pending: Evaluation::default(),
             stop,
             wake,
-            thread: Some(thread),
+            thread,
             last: None,
         }))
     }

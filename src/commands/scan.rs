@@ -22,6 +22,10 @@ pub const DEFAULT_MAX_LINE: usize = 256 * 1024;
 pub enum OutputKind {
     Text,
     Json,
+    /// The daily summary as Markdown.
+    Markdown,
+    /// The daily summary as one self-contained HTML page.
+    Html,
 }
 
 #[derive(Clone, Debug)]
@@ -142,10 +146,14 @@ pub fn run(args: &ScanArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         zone: &engine.zone,
         format: engine.format.name(),
         names: &names,
+        history: None,
+        rotation_days: setup.config.summary.rotation_days.unwrap_or(90),
     };
     let res = match args.output {
         OutputKind::Text => output::text::render(&report, stdout),
         OutputKind::Json => output::json::render(&report, stdout),
+        OutputKind::Markdown => output::markdown::render(&report.dailies(), stdout),
+        OutputKind::Html => output::html::render(&report.dailies(), stdout),
     };
     match res.and_then(|()| stdout.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}

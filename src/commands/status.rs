@@ -7,6 +7,8 @@ use serde_json::json;
 
 use super::scan::OutputKind;
 use super::{Common, Failure, Setup};
+use crate::detect::{Finding, Severity};
+use crate::output::daily::{History, KeyBrief};
 use crate::output::{self, Report};
 use crate::pipeline::Totals;
 use crate::store::Store;
@@ -69,7 +71,7 @@ pub fn status(common: &Common, kind: OutputKind, out: &mut dyn Write) -> Result<
     });
     match kind {
         OutputKind::Json => write_out(out, &format!("{v}\n")),
-        OutputKind::Text => {
+        OutputKind::Text | OutputKind::Markdown | OutputKind::Html => {
             let mut s = format!(
                 "Store: {} ({} bytes)\n",
                 store.path().display(),
@@ -123,7 +125,9 @@ pub fn parse_day(s: &str, zone: &crate::zone::Zone) -> Result<NaiveDate, Failure
 }
 
 /// `keywatch summary --day DAY`: the stored usage of a day, in the schema of
-/// `scan --output json`'s `summary` objects (or as the text table).
+/// `scan --output json`'s `summary` objects, as the text table, Markdown or
+/// the HTML report; compared with the stored day before and week before,
+/// with the findings the store kept and the key-hygiene lists.
 pub fn summary(
     common: &Common,
     day: &str,
@@ -133,12 +137,46 @@ pub fn summary(
     let setup = Setup::load(common)?;
     let day = parse_day(day, &setup.zone)?;
     let store = open(&setup)?;
-    let (usage, names) = store
-        .day_usage(day)
-        .map_err(|e| Failure::Io(e.to_string()))?;
+    let db = |e: crate::store::StoreError| Failure::Io(e.to_string());
+    let (usage, names) = store.day_usage(day).map_err(db)?;
+    let mut history = History::default();
+    for back in [1, 7] {
+        let then = day - Duration::days(back);
+        let (u, _) = store.day_usage(then).map_err(db)?;
+        if let Some(d) = u.days.into_iter().next() {
+            history.days.insert(d.0, d.1);
+        }
+    }
+    for span in store.key_spans(day).map_err(db)? {
+        let Ok(id) = span.key_id.parse::<crate::keys::KeyId>() else {
+            continue;
+        };
+        history.seen.insert(id, (span.first, span.last));
+        history.known.insert(
+            id,
+            KeyBrief {
+                key_id: span.key_id,
+                key: Some(span.masked),
+                name: span.name,
+            },
+        );
+    }
+    for g in store.gaps().map_err(db)? {
+        if setup.zone.day_of(g.at_ms) == day {
+            history.gaps += 1;
+            history.gap_bytes += g.bytes;
+        }
+    }
+    // Findings the store kept (`watch` records every alert's latest state).
+    let findings: Vec<Finding> = store
+        .alert_rows(10_000)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(stored_finding)
+        .collect();
     let mut buf = Vec::new();
     let report = Report {
-        findings: &[],
+        findings: &findings,
         usage: &usage,
         totals: Totals::default(),
         inputs: &[],
@@ -146,22 +184,69 @@ pub fn summary(
         zone: &setup.zone,
         format: "",
         names: &names,
+        history: Some(&history),
+        rotation_days: setup.config.summary.rotation_days.unwrap_or(90),
     };
+    let io = |e: std::io::Error| Failure::Io(e.to_string());
     match kind {
         OutputKind::Json => {
-            output::json::render_summaries(&report, &mut buf)
-                .map_err(|e| Failure::Io(e.to_string()))?;
+            output::json::render_summaries(&report, &mut buf).map_err(io)?;
             if buf.is_empty() {
                 // A day without traffic still has a summary, with nothing in it.
                 let empty = json!({ "type": "summary", "day": day.to_string(), "timezone": setup.zone.name(), "keys": [], "keyless": output::json::empty_usage() });
                 buf = format!("{empty}\n").into_bytes();
             }
         }
-        OutputKind::Text => {
-            output::text::render_usage(&report, &mut buf).map_err(|e| Failure::Io(e.to_string()))?
+        OutputKind::Text => output::text::render_usage(&report, &mut buf).map_err(io)?,
+        OutputKind::Markdown => {
+            output::markdown::render(&report.dailies(), &mut buf).map_err(io)?
         }
+        OutputKind::Html => output::html::render(&report.dailies(), &mut buf).map_err(io)?,
     }
     out.write_all(&buf)
         .and_then(|()| out.flush())
         .map_err(|e| Failure::Io(format!("standard output: {e}")))
+}
+
+/// A stored alert as a finding, for the summary of the days it spans.
+fn stored_finding(row: &crate::alert::AlertRow) -> Option<Finding> {
+    let a = &row.alert;
+    let rule = *crate::detect::RULE_IDS.iter().find(|r| **r == a.rule)?;
+    let ms = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|d| d.timestamp_millis())
+    };
+    let key = match (&a.key_id, &a.key) {
+        (Some(id), Some(masked)) => Some((
+            id.parse().ok()?,
+            crate::usage::KeyLabel {
+                masked: crate::keys::MaskedKey::from_stored(masked),
+                name: None,
+            },
+        )),
+        _ => None,
+    };
+    let severity = match a.severity.as_str() {
+        "critical" => Severity::Critical,
+        "high" => Severity::High,
+        "medium" => Severity::Medium,
+        "low" => Severity::Low,
+        _ => Severity::Info,
+    };
+    Some(Finding {
+        rule,
+        severity,
+        key,
+        client: a.client.clone(),
+        clients: a.clients,
+        place: None,
+        first_ms: ms(&a.first_seen)?,
+        last_ms: ms(&a.last_seen)?,
+        count: a.count,
+        message: a.message.clone(),
+        evidence: a.evidence.clone(),
+        action: "",
+        resolved_ms: a.resolved_at.as_deref().and_then(ms),
+    })
 }

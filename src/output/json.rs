@@ -106,12 +106,35 @@ pub fn render(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
 /// The `summary` objects, one per day.
 pub fn render_summaries(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
     let zone = report.zone;
-    for (day, d) in &report.usage.days {
+    for ((day, d), daily) in report.usage.days.iter().zip(report.dailies()) {
         let mut keys: Vec<_> = d.keys.iter().collect();
         keys.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(b.0)));
         let keys: Vec<Value> = keys
             .into_iter()
-            .map(|(id, u)| key_json(report, *id, report.usage.labels.get(id), u))
+            .zip(&daily.keys)
+            .map(|((id, u), kd)| {
+                let mut v = key_json(report, *id, report.usage.labels.get(id), u);
+                if let (Value::Object(m), Ok(Value::Object(extra))) =
+                    (&mut v, serde_json::to_value(kd))
+                {
+                    for field in [
+                        "share",
+                        "hours",
+                        "peak_5m",
+                        "peak_5m_ratio",
+                        "top_endpoints",
+                        "top_endpoints_exact",
+                        "top_clients",
+                        "top_clients_exact",
+                        "findings",
+                    ] {
+                        if let Some(x) = extra.get(field) {
+                            m.insert(field.into(), x.clone());
+                        }
+                    }
+                }
+                v
+            })
             .collect();
         let v = json!({
             "type": "summary",
@@ -127,6 +150,10 @@ pub fn render_summaries(report: &Report<'_>, out: &mut dyn Write) -> io::Result<
                 }
                 v
             }),
+            "totals": daily.totals,
+            "compared": daily.compared,
+            "hygiene": daily.hygiene,
+            "findings": daily.findings,
         });
         writeln!(out, "{v}")?;
     }

@@ -626,33 +626,32 @@ impl Store {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredDetail {
     hours: [u64; 24],
-    peak_5m: u64,
-    buckets_5m: u64,
-    endpoints: crate::usage::Top<Box<str>, { crate::usage::TOP_CAP }>,
-    clients: crate::usage::Top<u128, { crate::usage::TOP_CAP }>,
+    buckets: Vec<(u16, u32)>,
+    endpoints: crate::usage::top::StoredTop<Box<str>>,
+    clients: crate::usage::top::StoredTop<u128>,
 }
 
 fn detail_json(d: &crate::usage::Detail) -> String {
+    let (items, dropped) = d.endpoints.parts();
+    let endpoints = crate::usage::top::StoredTop { items, dropped };
+    let (items, dropped) = d.clients.parts();
+    let clients = crate::usage::top::StoredTop { items, dropped };
     serde_json::to_string(&StoredDetail {
         hours: d.hours,
-        peak_5m: d.peak_5m,
-        buckets_5m: d.buckets_5m,
-        endpoints: d.endpoints.clone(),
-        clients: d.clients.clone(),
+        buckets: d.buckets.clone(),
+        endpoints,
+        clients,
     })
     .unwrap_or_default()
 }
 
 fn detail_from(text: Option<String>) -> crate::usage::Detail {
     text.and_then(|t| serde_json::from_str::<StoredDetail>(&t).ok())
-        .map(|s| {
-            crate::usage::Detail::from_parts(
-                s.hours,
-                s.peak_5m,
-                s.buckets_5m,
-                s.endpoints,
-                s.clients,
-            )
+        .map(|s| crate::usage::Detail {
+            hours: s.hours,
+            buckets: s.buckets,
+            endpoints: crate::usage::Top::from_parts(s.endpoints.items, s.endpoints.dropped),
+            clients: crate::usage::Top::from_parts(s.clients.items, s.clients.dropped),
         })
         .unwrap_or_default()
 }
@@ -750,6 +749,7 @@ mod tests {
         let mut delta = Usage::default();
         delta.record(&crate::usage::Hit {
             hour: 10,
+            bucket: 120,
             endpoint: "/v1/items/{id}",
             day,
             time_ms: 5,
@@ -816,7 +816,7 @@ mod tests {
         assert_eq!(detail.hours[10], 2);
         assert_eq!(detail.endpoints.ranked(), [("/v1/items/{id}".into(), 2)]);
         assert_eq!(detail.clients.ranked(), [(7u128, 2)]);
-        assert_eq!(detail.peak_5m, 1, "parts of one bucket are not summed");
+        assert_eq!(detail.peak_5m(), 2, "the parts of one bucket add up");
     }
 
     #[test]

@@ -133,6 +133,11 @@ impl DayCutter {
         u8::try_from(((ms - self.start) / 3_600_000).clamp(0, 23)).unwrap_or(23)
     }
 
+    /// The 5-minute bucket of the day of `ms`, from 0. Call after [`Self::day`].
+    pub fn bucket_5m(&self, ms: i64) -> u16 {
+        u16::try_from(((ms - self.start) / 300_000).clamp(0, 400)).unwrap_or(400)
+    }
+
     pub fn day(&mut self, ms: i64) -> NaiveDate {
         if ms >= self.start && ms < self.end {
             return self.day;

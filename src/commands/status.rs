@@ -161,6 +161,14 @@ pub fn summary(
             },
         );
     }
+    history.skipped = Some(
+        store
+            .checkpoints()
+            .map_err(db)?
+            .iter()
+            .map(|c| c.skipped)
+            .sum(),
+    );
     for g in store.gaps().map_err(db)? {
         if setup.zone.day_of(g.at_ms) == day {
             history.gaps += 1;

@@ -43,6 +43,8 @@ pub struct History {
     pub known: BTreeMap<KeyId, KeyBrief>,
     pub gaps: u64,
     pub gap_bytes: u64,
+    /// Lines skipped in the followed files (all of their history).
+    pub skipped: Option<u64>,
 }
 
 impl<'a> Context<'a> {
@@ -53,9 +55,10 @@ impl<'a> Context<'a> {
             return Context {
                 other_days: Some(&h.days),
                 seen: h.seen.clone(),
-                has_history: true,
+                // New keys can be told only when something came before.
+                has_history: h.seen.values().any(|(first, _)| *first < day),
                 rotation_days: report.rotation_days,
-                skipped_lines: None,
+                skipped_lines: h.skipped,
                 gaps: h.gaps,
                 gap_bytes: h.gap_bytes,
                 known: h.known.clone(),
@@ -139,6 +142,10 @@ pub struct DayTotals {
     pub bytes: u64,
     /// All requests per hour of the day.
     pub hours: [u64; 24],
+    /// Lines that could not be read as requests, in the input (`scan` of
+    /// one day) or in the followed files (`summary`); not per day, so not
+    /// in the JSON day object.
+    #[serde(skip)]
     pub skipped_lines: Option<u64>,
     pub gaps: u64,
     pub gap_bytes: u64,
@@ -209,6 +216,16 @@ impl Daily {
             }
         }
         (shown, folded, requests)
+    }
+}
+
+fn severity_rank(s: &str) -> u8 {
+    match s {
+        "critical" => 4,
+        "high" => 3,
+        "medium" => 2,
+        "low" => 1,
+        _ => 0,
     }
 }
 
@@ -289,7 +306,8 @@ impl Daily {
             .iter()
             .map(|(id, u)| {
                 let det = &u.detail;
-                let mean = (det.buckets_5m > 0).then(|| u.requests as f64 / det.buckets_5m as f64);
+                let mean =
+                    (det.active_5m() > 0).then(|| u.requests as f64 / det.active_5m() as f64);
                 KeyDay {
                     key: brief(id),
                     requests: u.requests,
@@ -311,8 +329,8 @@ impl Daily {
                     s429: u.s429,
                     s5xx: u.classes[4],
                     hours: det.hours,
-                    peak_5m: det.peak_5m,
-                    peak_5m_ratio: mean.map(|m| (det.peak_5m as f64 / m * 10.0).round() / 10.0),
+                    peak_5m: det.peak_5m(),
+                    peak_5m_ratio: mean.map(|m| (det.peak_5m() as f64 / m * 10.0).round() / 10.0),
                     top_endpoints: det
                         .endpoints
                         .ranked()
@@ -406,17 +424,49 @@ impl Daily {
             }
         }
 
-        let findings = todays
-            .iter()
-            .map(|f| FindingBrief {
-                rule: f.rule.to_owned(),
-                severity: f.severity.as_str().to_owned(),
-                key: f.key.as_ref().map(|(k, _)| brief(k)),
-                client: f.client.clone(),
-                count: f.count,
-                message: f.message.clone(),
-            })
-            .collect();
+        // One entry per rule and key (or client), as alerts are: the places
+        // a key was seen in add up; the most severe finding speaks for them.
+        let mut findings: Vec<FindingBrief> = Vec::new();
+        let mut sorted = todays.clone();
+        sorted.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(a.first_ms.cmp(&b.first_ms))
+        });
+        for f in sorted {
+            let key = f.key.as_ref().map(|(k, _)| brief(k));
+            let client = if key.is_some() {
+                None
+            } else {
+                f.client.clone()
+            };
+            match findings
+                .iter_mut()
+                .find(|b| b.rule == f.rule && b.key == key && b.client == client)
+            {
+                Some(b) => b.count += f.count,
+                None => findings.push(FindingBrief {
+                    rule: f.rule.to_owned(),
+                    severity: f.severity.as_str().to_owned(),
+                    key,
+                    client,
+                    count: f.count,
+                    message: f.message.clone(),
+                }),
+            }
+        }
+        findings.sort_by(|a, b| {
+            severity_rank(&b.severity)
+                .cmp(&severity_rank(&a.severity))
+                .then(a.rule.cmp(&b.rule))
+                .then(
+                    a.key
+                        .as_ref()
+                        .map(|k| &k.key_id)
+                        .cmp(&b.key.as_ref().map(|k| &k.key_id)),
+                )
+                .then(a.client.cmp(&b.client))
+        });
         Daily {
             day: day.to_string(),
             timezone: zone.name(),

@@ -18,73 +18,88 @@ pub use distinct::Distinct;
 pub use histogram::Histogram;
 pub use top::Top;
 
-/// Endpoints and clients followed per key and day.
-pub const TOP_CAP: usize = 16;
+/// Distinct endpoints and clients counted exactly per key and day.
+pub const TOP_CAP: usize = 256;
 
 /// The shape of one key's day: when, how fast at the peak, where, who.
+/// Everything here merges exactly (while the top lists stay within
+/// [`TOP_CAP`]), so a day reads the same however its lines were split.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Detail {
     /// Requests per hour of the day (in the zone days are cut in).
     pub hours: [u64; 24],
-    /// The most requests in one 5-minute bucket.
-    pub peak_5m: u64,
-    /// 5-minute buckets with at least one request.
-    pub buckets_5m: u64,
-    cur_bucket: i64,
-    cur_count: u64,
+    /// Requests per 5-minute bucket of the day that had any: (bucket, count),
+    /// sorted by bucket.
+    pub buckets: Vec<(u16, u32)>,
     pub endpoints: Top<Box<str>, TOP_CAP>,
     /// Client tags (see [`distinct::client_tag`]).
     pub clients: Top<u128, TOP_CAP>,
 }
 
 impl Detail {
-    fn record(&mut self, time_ms: i64, hour: u8, endpoint: &str, client: u128) {
-        self.hours[usize::from(hour.min(23))] += 1;
-        let bucket = time_ms.div_euclid(300_000);
-        if bucket == self.cur_bucket && self.cur_count > 0 {
-            self.cur_count += 1;
-        } else if bucket > self.cur_bucket || self.cur_count == 0 {
-            self.cur_bucket = bucket;
-            self.cur_count = 1;
-            self.buckets_5m += 1;
+    fn record(&mut self, hit: &Hit<'_>) {
+        self.hours[usize::from(hit.hour.min(23))] += 1;
+        match self.buckets.last_mut() {
+            Some((b, n)) if *b == hit.bucket => *n += 1,
+            Some((b, _)) if *b < hit.bucket => self.buckets.push((hit.bucket, 1)),
+            None => self.buckets.push((hit.bucket, 1)),
+            _ => match self.buckets.binary_search_by_key(&hit.bucket, |e| e.0) {
+                Ok(i) => self.buckets[i].1 += 1,
+                Err(i) => self.buckets.insert(i, (hit.bucket, 1)),
+            },
         }
-        self.peak_5m = self.peak_5m.max(self.cur_count);
-        if !endpoint.is_empty() {
-            self.endpoints
-                .add_by(|e| **e == *endpoint, || endpoint.into(), 1);
+        if !hit.endpoint.is_empty() {
+            self.endpoints.add_str(hit.endpoint);
         }
-        self.clients.add_by(|c| *c == client, || client, 1);
+        self.clients.add(hit.client);
     }
 
-    /// Merges another part of the same day. The peak of a bucket split
-    /// between the two parts is not summed, so it may be a little low.
+    /// The most requests in one 5-minute bucket.
+    pub fn peak_5m(&self) -> u64 {
+        self.buckets
+            .iter()
+            .map(|b| u64::from(b.1))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// 5-minute buckets with at least one request.
+    pub fn active_5m(&self) -> u64 {
+        self.buckets.len() as u64
+    }
+
+    /// Merges another part of the same day.
     pub fn merge(&mut self, o: &Detail) {
         for (a, b) in self.hours.iter_mut().zip(o.hours) {
             *a += b;
         }
-        self.peak_5m = self.peak_5m.max(o.peak_5m);
-        self.buckets_5m += o.buckets_5m;
+        let mut merged = Vec::with_capacity(self.buckets.len() + o.buckets.len());
+        let (mut i, mut j) = (0, 0);
+        while i < self.buckets.len() || j < o.buckets.len() {
+            match (self.buckets.get(i), o.buckets.get(j)) {
+                (Some(a), Some(b)) if a.0 == b.0 => {
+                    merged.push((a.0, a.1.saturating_add(b.1)));
+                    i += 1;
+                    j += 1;
+                }
+                (Some(a), Some(b)) if a.0 < b.0 => {
+                    merged.push(*a);
+                    i += 1;
+                }
+                (Some(a), None) => {
+                    merged.push(*a);
+                    i += 1;
+                }
+                (_, Some(b)) => {
+                    merged.push(*b);
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        self.buckets = merged;
         self.endpoints.merge(&o.endpoints);
         self.clients.merge(&o.clients);
-    }
-
-    /// Restores a stored detail.
-    pub fn from_parts(
-        hours: [u64; 24],
-        peak_5m: u64,
-        buckets_5m: u64,
-        endpoints: Top<Box<str>, TOP_CAP>,
-        clients: Top<u128, TOP_CAP>,
-    ) -> Detail {
-        Detail {
-            hours,
-            peak_5m,
-            buckets_5m,
-            cur_bucket: 0,
-            cur_count: 0,
-            endpoints,
-            clients,
-        }
     }
 }
 
@@ -115,7 +130,7 @@ impl KeyUsage {
             client,
             ..
         } = *hit;
-        self.detail.record(time_ms, hit.hour, hit.endpoint, client);
+        self.detail.record(hit);
         if self.requests == 0 || time_ms < self.first_ms {
             self.first_ms = time_ms;
         }
@@ -227,6 +242,8 @@ pub struct Hit<'a> {
     pub day: NaiveDate,
     /// The hour of the day, 0–23, in the zone days are cut in.
     pub hour: u8,
+    /// The 5-minute bucket of the day, from 0.
+    pub bucket: u16,
     /// The request's endpoint ([`top::endpoint`]), empty when unknown.
     pub endpoint: &'a str,
     pub time_ms: i64,
@@ -338,6 +355,7 @@ mod tests {
         let hit = |k: u64| Hit {
             day,
             hour: 0,
+            bucket: 0,
             endpoint: "/v1",
             time_ms: 0,
             key: Some(key(k)),

@@ -1,68 +1,104 @@
-//! The heaviest items of a stream in fixed memory (Space-Saving, Metwally et
-//! al. 2005): `CAP` counters; a new item past them replaces the smallest and
-//! inherits its count. While no item was ever replaced the counts are exact,
-//! and [`Top::exact`] says so; afterwards every item with more than
-//! `total / CAP` occurrences is present and its count is an upper bound.
+//! The heaviest items of one key's day, exactly while they are few.
+//!
+//! Counts are exact for up to `CAP` distinct items, so they add up the same
+//! whatever order the requests come in and however a file is split across
+//! threads. Past `CAP`, the half with the fewest requests is dropped (ties
+//! by item) and the list is marked estimated: a dropped item that comes back
+//! starts again from zero, so its count may be low.
+
+use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
 
-/// The top items of one key's day.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Top<K, const CAP: usize> {
-    items: Vec<(K, u64)>,
-    /// Whether an item was ever replaced (counts are then upper bounds).
-    replaced: bool,
+use crate::hash::FastMap;
+
+/// Counts per item, bounded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Top<K: Hash + Eq, const CAP: usize> {
+    counts: FastMap<K, u64>,
+    /// Whether items were ever dropped (counts are then estimates).
+    dropped: bool,
 }
 
-impl<K, const CAP: usize> Default for Top<K, CAP> {
+impl<K: Hash + Eq, const CAP: usize> Default for Top<K, CAP> {
     fn default() -> Self {
         Top {
-            items: Vec::new(),
-            replaced: false,
+            counts: FastMap::default(),
+            dropped: false,
         }
     }
 }
 
-impl<K: Clone, const CAP: usize> Top<K, CAP> {
-    /// Counts `n` occurrences of the item `is` recognises, made by `make`
-    /// only when it is new (so a hit allocates nothing).
-    pub fn add_by(&mut self, is: impl Fn(&K) -> bool, make: impl FnOnce() -> K, n: u64) {
-        if let Some(slot) = self.items.iter_mut().find(|(k, _)| is(k)) {
-            slot.1 += n;
-            return;
-        }
-        if self.items.len() < CAP {
-            self.items.push((make(), n));
-            return;
-        }
-        if let Some(min) = self.items.iter_mut().min_by_key(|(_, c)| *c) {
-            *min = (make(), min.1 + n);
-            self.replaced = true;
-        }
+impl<K: Hash + Eq + Ord + Clone, const CAP: usize> Top<K, CAP> {
+    /// Counts one occurrence of `k`.
+    pub fn add(&mut self, k: K) {
+        *self.counts.entry(k).or_default() += 1;
+        self.bound();
     }
 
-    /// Adds another sketch's counts (the result is exact only if both were
-    /// and nothing had to be replaced).
-    pub fn merge(&mut self, other: &Self)
-    where
-        K: PartialEq,
-    {
-        self.replaced |= other.replaced;
-        for (k, n) in &other.items {
-            self.add_by(|x| x == k, || k.clone(), *n);
+    fn bound(&mut self) {
+        if self.counts.len() <= CAP {
+            return;
         }
+        let mut all: Vec<(K, u64)> = self.counts.drain().collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(CAP / 2);
+        self.counts.extend(all);
+        self.dropped = true;
     }
 
-    /// The items, most frequent first (ties in insertion order).
+    /// Adds another part's counts: exact when neither part dropped items
+    /// and together they stay within `CAP`.
+    pub fn merge(&mut self, other: &Self) {
+        self.dropped |= other.dropped;
+        for (k, n) in &other.counts {
+            *self.counts.entry(k.clone()).or_default() += n;
+        }
+        self.bound();
+    }
+
+    /// The items, most frequent first (ties by item).
     pub fn ranked(&self) -> Vec<(K, u64)> {
-        let mut v = self.items.clone();
-        v.sort_by_key(|b| std::cmp::Reverse(b.1));
+        let mut v: Vec<(K, u64)> = self.counts.iter().map(|(k, n)| (k.clone(), *n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v
     }
 
     pub fn exact(&self) -> bool {
-        !self.replaced
+        !self.dropped
     }
+
+    /// As stored: the items with their counts, and whether any was dropped.
+    pub fn parts(&self) -> (Vec<(K, u64)>, bool) {
+        (self.ranked(), self.dropped)
+    }
+
+    pub fn from_parts(items: Vec<(K, u64)>, dropped: bool) -> Self {
+        Top {
+            counts: items.into_iter().collect(),
+            dropped,
+        }
+    }
+}
+
+impl<const CAP: usize> Top<Box<str>, CAP> {
+    /// Counts one occurrence of `s`, allocating only for a new item.
+    pub fn add_str(&mut self, s: &str) {
+        match self.counts.get_mut(s) {
+            Some(n) => *n += 1,
+            None => {
+                self.counts.insert(s.into(), 1);
+                self.bound();
+            }
+        }
+    }
+}
+
+/// A stored [`Top`].
+#[derive(Serialize, Deserialize)]
+pub struct StoredTop<K> {
+    pub items: Vec<(K, u64)>,
+    pub dropped: bool,
 }
 
 /// A request path as an endpoint: ids, UUIDs, long hex, numbers and
@@ -122,28 +158,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_are_exact_until_an_item_is_replaced() {
-        let mut t: Top<u32, 3> = Top::default();
-        for (k, n) in [(1, 5), (2, 3), (1, 1), (3, 2)] {
-            t.add_by(|x| *x == k, || k, n);
+    fn counts_are_exact_and_order_free_until_the_cap() {
+        let items = [1u32, 2, 1, 3, 1, 2];
+        let mut a: Top<u32, 4> = Top::default();
+        items.iter().for_each(|&k| a.add(k));
+        assert_eq!(a.ranked(), [(1, 3), (2, 2), (3, 1)]);
+        assert!(a.exact());
+        // Split in two parts and merged: the same.
+        let (mut x, mut y): (Top<u32, 4>, Top<u32, 4>) = (Top::default(), Top::default());
+        items[..3].iter().for_each(|&k| x.add(k));
+        items[3..].iter().for_each(|&k| y.add(k));
+        y.merge(&x);
+        assert_eq!(y, a);
+        // Past the cap: the heavy items stay, the list says it is estimated.
+        for k in 10..20 {
+            a.add(k);
         }
-        assert_eq!(t.ranked(), [(1, 6), (2, 3), (3, 2)]);
-        assert!(t.exact());
-        t.add_by(|x| *x == 4, || 4, 1);
-        assert!(!t.exact());
-        assert_eq!(t.ranked()[0], (1, 6), "the heavy item stays");
-        let mut other: Top<u32, 3> = Top::default();
-        other.add_by(|x| *x == 2, || 2, 10);
-        t.merge(&other);
-        assert_eq!(t.ranked()[0], (2, 13));
-    }
-
-    #[test]
-    fn large_client_tags_survive_json() {
-        let mut t: Top<u128, 4> = Top::default();
-        t.add_by(|x| *x == u128::MAX, || u128::MAX, 3);
-        let back: Top<u128, 4> = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
-        assert_eq!(back, t);
+        assert!(!a.exact());
+        assert_eq!(a.ranked()[0], (1, 3));
+        let mut s: Top<Box<str>, 4> = Top::default();
+        s.add_str("/v1");
+        s.add_str("/v1");
+        assert_eq!(s.ranked(), [("/v1".into(), 2)]);
     }
 
     #[test]

@@ -628,19 +628,15 @@ struct StoredDetail {
     hours: [u64; 24],
     buckets: Vec<(u16, u32)>,
     endpoints: crate::usage::top::StoredTop<Box<str>>,
-    clients: crate::usage::top::StoredTop<u128>,
 }
 
 fn detail_json(d: &crate::usage::Detail) -> String {
     let (items, dropped) = d.endpoints.parts();
     let endpoints = crate::usage::top::StoredTop { items, dropped };
-    let (items, dropped) = d.clients.parts();
-    let clients = crate::usage::top::StoredTop { items, dropped };
     serde_json::to_string(&StoredDetail {
         hours: d.hours,
         buckets: d.buckets.clone(),
         endpoints,
-        clients,
     })
     .unwrap_or_default()
 }
@@ -651,7 +647,6 @@ fn detail_from(text: Option<String>) -> crate::usage::Detail {
             hours: s.hours,
             buckets: s.buckets,
             endpoints: crate::usage::Top::from_parts(s.endpoints.items, s.endpoints.dropped),
-            clients: crate::usage::Top::from_parts(s.clients.items, s.clients.dropped),
         })
         .unwrap_or_default()
 }
@@ -815,7 +810,7 @@ mod tests {
         let detail = &d.keyless.detail;
         assert_eq!(detail.hours[10], 2);
         assert_eq!(detail.endpoints.ranked(), [("/v1/items/{id}".into(), 2)]);
-        assert_eq!(detail.clients.ranked(), [(7u128, 2)]);
+        assert_eq!(d.keyless.clients.top(5), Some(vec![(7u128, 2)]));
         assert_eq!(detail.peak_5m(), 2, "the parts of one bucket add up");
     }
 

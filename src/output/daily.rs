@@ -300,6 +300,12 @@ impl Daily {
         totals.bytes = all.bytes;
         totals.hours = all.detail.hours;
 
+        let mut rules_of: BTreeMap<KeyId, std::collections::BTreeSet<&str>> = BTreeMap::new();
+        for f in &todays {
+            if let Some((k, _)) = &f.key {
+                rules_of.entry(*k).or_default().insert(f.rule);
+            }
+        }
         let mut keys: Vec<(&KeyId, &KeyUsage)> = d.keys.iter().collect();
         keys.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(b.0)));
         let keys: Vec<KeyDay> = keys
@@ -333,36 +339,29 @@ impl Daily {
                     peak_5m_ratio: mean.map(|m| (det.peak_5m() as f64 / m * 10.0).round() / 10.0),
                     top_endpoints: det
                         .endpoints
-                        .ranked()
+                        .top(TOP_SHOWN)
                         .into_iter()
-                        .take(TOP_SHOWN)
                         .map(|(e, n)| Counted {
                             value: e.into(),
                             requests: n,
                         })
                         .collect(),
                     top_endpoints_exact: det.endpoints.exact(),
-                    top_clients: det
+                    top_clients: u
                         .clients
-                        .ranked()
+                        .top(TOP_SHOWN)
+                        .unwrap_or_default()
                         .into_iter()
-                        .take(TOP_SHOWN)
                         .map(|(c, n)| Counted {
                             value: crate::detect::ordered::client_text(c),
                             requests: n,
                         })
                         .collect(),
-                    top_clients_exact: det.clients.exact(),
-                    findings: {
-                        let mut r: Vec<String> = todays
-                            .iter()
-                            .filter(|f| f.key.as_ref().is_some_and(|(k, _)| k == *id))
-                            .map(|f| f.rule.to_owned())
-                            .collect();
-                        r.sort();
-                        r.dedup();
-                        r
-                    },
+                    top_clients_exact: !u.clients.is_estimated(),
+                    findings: rules_of
+                        .get(*id)
+                        .map(|r| r.iter().map(|s| (*s).to_owned()).collect())
+                        .unwrap_or_default(),
                 }
             })
             .collect();
@@ -427,6 +426,8 @@ impl Daily {
         // One entry per rule and key (or client), as alerts are: the places
         // a key was seen in add up; the most severe finding speaks for them.
         let mut findings: Vec<FindingBrief> = Vec::new();
+        let mut index: std::collections::HashMap<(&str, Option<KeyId>, Option<&str>), usize> =
+            std::collections::HashMap::new();
         let mut sorted = todays.clone();
         sorted.sort_by(|a, b| {
             b.severity
@@ -434,25 +435,25 @@ impl Daily {
                 .then(a.first_ms.cmp(&b.first_ms))
         });
         for f in sorted {
-            let key = f.key.as_ref().map(|(k, _)| brief(k));
-            let client = if key.is_some() {
+            let key_id = f.key.as_ref().map(|(k, _)| *k);
+            let client = if key_id.is_some() {
                 None
             } else {
-                f.client.clone()
+                f.client.as_deref()
             };
-            match findings
-                .iter_mut()
-                .find(|b| b.rule == f.rule && b.key == key && b.client == client)
-            {
-                Some(b) => b.count += f.count,
-                None => findings.push(FindingBrief {
-                    rule: f.rule.to_owned(),
-                    severity: f.severity.as_str().to_owned(),
-                    key,
-                    client,
-                    count: f.count,
-                    message: f.message.clone(),
-                }),
+            match index.get(&(f.rule, key_id, client)) {
+                Some(&i) => findings[i].count += f.count,
+                None => {
+                    index.insert((f.rule, key_id, client), findings.len());
+                    findings.push(FindingBrief {
+                        rule: f.rule.to_owned(),
+                        severity: f.severity.as_str().to_owned(),
+                        key: key_id.map(|k| brief(&k)),
+                        client: client.map(str::to_owned),
+                        count: f.count,
+                        message: f.message.clone(),
+                    });
+                }
             }
         }
         findings.sort_by(|a, b| {

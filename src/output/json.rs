@@ -153,7 +153,13 @@ pub fn render_summaries(report: &Report<'_>, out: &mut dyn Write) -> io::Result<
             "totals": daily.totals,
             "compared": daily.compared,
             "hygiene": daily.hygiene,
-            "findings": daily.findings,
+            // The findings themselves are the `finding` objects; here, how
+            // many of each rule touched this day.
+            "findings": daily.findings.iter().fold(serde_json::Map::new(), |mut m, f| {
+                let n = m.get(&f.rule).and_then(Value::as_u64).unwrap_or(0);
+                m.insert(f.rule.clone(), json!(n + 1));
+                m
+            }),
         });
         writeln!(out, "{v}")?;
     }

@@ -32,8 +32,6 @@ pub struct Detail {
     /// sorted by bucket.
     pub buckets: Vec<(u16, u32)>,
     pub endpoints: Top<Box<str>, TOP_CAP>,
-    /// Client tags (see [`distinct::client_tag`]).
-    pub clients: Top<u128, TOP_CAP>,
 }
 
 impl Detail {
@@ -51,7 +49,6 @@ impl Detail {
         if !hit.endpoint.is_empty() {
             self.endpoints.add_str(hit.endpoint);
         }
-        self.clients.add(hit.client);
     }
 
     /// The most requests in one 5-minute bucket.
@@ -99,7 +96,6 @@ impl Detail {
         }
         self.buckets = merged;
         self.endpoints.merge(&o.endpoints);
-        self.clients.merge(&o.clients);
     }
 }
 

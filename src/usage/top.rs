@@ -40,10 +40,24 @@ impl<K: Hash + Eq + Ord + Clone, const CAP: usize> Top<K, CAP> {
         if self.counts.len() <= CAP {
             return;
         }
-        let mut all: Vec<(K, u64)> = self.counts.drain().collect();
-        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        all.truncate(CAP / 2);
-        self.counts.extend(all);
+        // Keep the CAP/2 heaviest (ties by item) in place: a threshold found
+        // in linear time, then one pass.
+        let keep = CAP / 2;
+        let mut counts: Vec<u64> = self.counts.values().copied().collect();
+        let (_, t, _) = counts.select_nth_unstable_by(keep - 1, |a, b| b.cmp(a));
+        let t = *t;
+        let above = self.counts.values().filter(|&&n| n > t).count();
+        let mut tied: Vec<K> = self
+            .counts
+            .iter()
+            .filter(|&(_, &n)| n == t)
+            .map(|(k, _)| k.clone())
+            .collect();
+        tied.sort_unstable();
+        tied.truncate(keep - above);
+        let tied: std::collections::BTreeSet<K> = tied.into_iter().collect();
+        self.counts
+            .retain(|k, n| *n > t || (*n == t && tied.contains(k)));
         self.dropped = true;
     }
 
@@ -62,6 +76,22 @@ impl<K: Hash + Eq + Ord + Clone, const CAP: usize> Top<K, CAP> {
         let mut v: Vec<(K, u64)> = self.counts.iter().map(|(k, n)| (k.clone(), *n)).collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v
+    }
+
+    /// The `n` most frequent items, in [`Self::ranked`] order, without
+    /// sorting all of them.
+    pub fn top(&self, n: usize) -> Vec<(K, u64)> {
+        let order = |a: &(&K, &u64), b: &(&K, &u64)| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0));
+        let mut v: Vec<(&K, &u64)> = self.counts.iter().collect();
+        if v.len() > n && n > 0 {
+            v.select_nth_unstable_by(n - 1, order);
+            v.truncate(n);
+        }
+        v.sort_by(order);
+        v.into_iter()
+            .take(n)
+            .map(|(k, c)| (k.clone(), *c))
+            .collect()
     }
 
     pub fn exact(&self) -> bool {

@@ -57,6 +57,8 @@ pub struct Config {
 pub struct SummaryConfig {
     /// Keys in use longer than this many days are listed as due for rotation (default 90).
     pub rotation_days: Option<u32>,
+    /// When `watch` sends the previous day's summary, local time (default 07:00).
+    pub send_at: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +137,13 @@ impl Config {
             }
         })?;
         config.json_field_overrides()?;
+        if let Some(at) = &config.summary.send_at {
+            if chrono::NaiveTime::parse_from_str(at, "%H:%M").is_err() {
+                return Err(format!(
+                    "summary.send_at: {at:?} is not a time; write it as HH:MM, such as \"07:00\""
+                ));
+            }
+        }
         let mut config = config;
         config.tables = text
             .lines()

@@ -121,6 +121,9 @@ struct SummaryCmd {
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value = "text")]
     output: ReportOutput,
+    /// Also send it to the channels that take summaries (summary = true)
+    #[arg(long)]
+    send: bool,
 }
 
 #[derive(Subcommand)]
@@ -311,10 +314,11 @@ fn main() -> ExitCode {
             &common,
             &mut std::io::BufWriter::new(std::io::stdout().lock()),
         ),
-        Command::Summary(s) => commands::status::summary(
+        Command::Summary(s) => commands::summary::summary(
             &common,
             &s.day,
             report_kind(s.output),
+            s.send,
             &mut std::io::BufWriter::new(std::io::stdout().lock()),
         ),
     };

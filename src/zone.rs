@@ -71,6 +71,13 @@ impl Zone {
         }
     }
 
+    /// The wall-clock time of day in this zone of an instant.
+    pub fn local_time(&self, ms: i64) -> chrono::NaiveTime {
+        let local = ms.div_euclid(1000) + i64::from(self.offset_secs(ms));
+        let secs = u32::try_from(local.rem_euclid(86_400)).unwrap_or(0);
+        chrono::NaiveTime::from_num_seconds_from_midnight_opt(secs, 0).unwrap_or_default()
+    }
+
     /// The calendar day in this zone of an instant.
     pub fn day_of(&self, ms: i64) -> NaiveDate {
         let local = ms.div_euclid(1000) + i64::from(self.offset_secs(ms));

@@ -384,3 +384,115 @@ fn the_html_report_of_a_hostile_log_is_inert_and_renders_in_chromium() {
     let distinct: BTreeSet<&[u8]> = png.chunks(64).collect();
     assert!(distinct.len() > 50, "the screenshot is not blank");
 }
+
+#[test]
+fn summaries_are_sent_on_demand_and_once_a_day_on_schedule_across_restarts() {
+    use common::receivers::{HttpReceiver, SmtpServer};
+    let kw = Kw::new();
+    let smtp = SmtpServer::start();
+    let hook = HttpReceiver::start(&[]);
+    let secret = {
+        use base64::Engine as _;
+        let raw = random_key("", 32);
+        format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
+    };
+    kw.write(
+        "config.toml",
+        format!(
+            "timezone = \"UTC\"\n[summary]\nsend_at = \"00:00\"\n\
+             [channels.mail]\ntype = \"email\"\nalerts = false\nsummary = true\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"keywatch@example.com\"\nto = [\"api-owners@example.com\"]\n\
+             [channels.hook]\ntype = \"webhook\"\nalerts = false\nsummary = true\nurl = \"{}\"\nsecret = \"env:KW_HOOK_SECRET\"\n",
+            smtp.port(),
+            hook.url()
+        ),
+    );
+    // Yesterday's traffic, so the scheduled summary has something in it.
+    let now = chrono::Utc::now();
+    let yesterday = (now - chrono::Duration::days(1)).date_naive();
+    let stamp = yesterday.format("%d/%b/%Y:12:00:00 +0000").to_string();
+    let key = random_key("kws_", 28);
+    let log = kw.write(
+        "access.log",
+        (0..20)
+            .map(|i| format!("198.51.100.{i} - - [{stamp}] \"GET /v1/items/{i} HTTP/1.1\" 200 10 \"-\" \"a\" 0.010 \"{key}\"\n"))
+            .collect::<String>(),
+    );
+    let env = [("KW_HOOK_SECRET", secret.as_str())];
+    let daemon_log = || std::fs::read_to_string(kw.path("daemon.err")).unwrap_or_default();
+
+    let d = Daemon::start_with(&kw, log.to_str().unwrap(), &["--from-beginning"], &env);
+    wait_until(
+        "the scheduled summary to arrive",
+        Duration::from_secs(30),
+        || smtp.mails().len() == 1 && hook.requests().len() == 1,
+    );
+    d.stop();
+    let mail = &smtp.mails()[0];
+    assert_eq!(mail.to, ["api-owners@example.com"]);
+    let subject = mail.header("subject").unwrap();
+    assert!(
+        subject.starts_with(&format!("keywatch daily summary {yesterday}: 20 requests")),
+        "{subject}"
+    );
+    let html = mail.part("text/html").expect("the HTML report");
+    assert!(html.contains("Content-Security-Policy") && html.contains("id=\"hourly\""));
+    let text = mail.part("text/plain").expect("a text alternative");
+    assert!(text.contains("| key | requests |"), "{text}");
+    let body: Value = serde_json::from_slice(&hook.requests()[0].body).unwrap();
+    assert_eq!(body["schema"], "keywatch.summary.v1");
+    assert_eq!(body["summary"]["totals"]["requests"], 20);
+    assert_eq!(
+        hook.requests()[0].header("webhook-id").unwrap(),
+        format!("kws_{yesterday}")
+    );
+    assert!(
+        hook.requests()[0]
+            .header("webhook-signature")
+            .unwrap()
+            .starts_with("v1,")
+    );
+    for w in key.as_bytes().windows(12) {
+        let piece = std::str::from_utf8(w).unwrap();
+        assert!(
+            !mail.text().contains(piece)
+                && !String::from_utf8_lossy(&hook.requests()[0].body).contains(piece)
+        );
+    }
+
+    // A restart after the scheduled time: the summary is not sent again.
+    let d = Daemon::start_with(&kw, log.to_str().unwrap(), &[], &env);
+    wait_until(
+        "the restarted daemon to check the schedule",
+        Duration::from_secs(30),
+        || daemon_log().contains("yesterday's summary was already sent"),
+    );
+    d.stop();
+    assert_eq!(smtp.mails().len(), 1, "once per day");
+    assert_eq!(hook.requests().len(), 1, "once per day");
+
+    // On demand: sent again, with its own id.
+    let o = kw
+        .cmd()
+        .env("KW_HOOK_SECRET", &secret)
+        .args([
+            "summary",
+            "--day",
+            &yesterday.to_string(),
+            "--send",
+            "-o",
+            "markdown",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with(&format!("# API keys on {yesterday}")));
+    assert_eq!(smtp.mails().len(), 2);
+    assert_eq!(hook.requests().len(), 2);
+    assert_ne!(
+        hook.requests()[1].header("webhook-id"),
+        hook.requests()[0].header("webhook-id")
+    );
+}

@@ -92,6 +92,11 @@ pub enum TlsMode {
 pub struct ChannelConfig {
     #[serde(rename = "type")]
     pub kind: ChannelKind,
+    /// Alerts go to this channel (default true).
+    pub alerts: Option<bool>,
+    /// The daily summary goes to this channel (default false).
+    #[serde(default)]
+    pub summary: bool,
     /// Only these rules reach this channel (default: every rule).
     pub rules: Option<Vec<String>>,
     /// Only alerts at least this severe reach this channel.
@@ -151,6 +156,9 @@ impl Default for Pacing {
 pub struct Channel {
     pub name: String,
     pub kind: ChannelKind,
+    pub alerts: bool,
+    /// Receives the daily summary.
+    pub summary: bool,
     pub rules: Option<BTreeSet<String>>,
     pub min_severity: Severity,
     pub pacing: Pacing,
@@ -191,7 +199,80 @@ pub struct HttpTarget {
 impl Channel {
     /// Whether an alert of this rule and severity goes to this channel.
     pub fn routes(&self, rule: &str, severity: Severity) -> bool {
-        severity >= self.min_severity && self.rules.as_ref().is_none_or(|r| r.contains(rule))
+        self.alerts
+            && severity >= self.min_severity
+            && self.rules.as_ref().is_none_or(|r| r.contains(rule))
+    }
+
+    /// The bytes this channel sends for a day's summary (notice `id`): a
+    /// mail with the HTML report and a text alternative, the `summary`
+    /// object in a signed envelope, or a short chat message.
+    pub fn render_summary(
+        &self,
+        id: &str,
+        daily: &crate::output::daily::Daily,
+        summary: &serde_json::Value,
+    ) -> Result<Vec<u8>, String> {
+        let t = &daily.totals;
+        let title = format!(
+            "keywatch daily summary {}: {} requests, {} keys, {} rejected, {} findings",
+            daily.day,
+            t.requests,
+            daily.keys.len(),
+            t.rejected,
+            daily.findings.len()
+        );
+        let mut markdown = Vec::new();
+        crate::output::markdown::render(std::slice::from_ref(daily), &mut markdown)
+            .map_err(|e| e.to_string())?;
+        let markdown = String::from_utf8_lossy(&markdown).into_owned();
+        let json = match self.kind {
+            ChannelKind::Email => {
+                let Target::Email(t) = &self.target else {
+                    return Err("an email channel without a mail server".into());
+                };
+                let mut html = Vec::new();
+                crate::output::html::render(std::slice::from_ref(daily), &mut html)
+                    .map_err(|e| e.to_string())?;
+                return email_message(
+                    t,
+                    id,
+                    &title,
+                    markdown,
+                    String::from_utf8_lossy(&html).into_owned(),
+                );
+            }
+            ChannelKind::Webhook => serde_json::json!({
+                "schema": "keywatch.summary.v1",
+                "id": id,
+                "day": daily.day,
+                "title": title,
+                "summary": summary,
+            }),
+            ChannelKind::Slack => serde_json::json!({
+                "text": crate::deliver::safe::truncate(&crate::deliver::safe::slack(&markdown), 3_000),
+            }),
+            ChannelKind::Discord => serde_json::json!({
+                "content": crate::deliver::safe::truncate(&markdown, 2_000),
+                "allowed_mentions": {"parse": []},
+            }),
+            ChannelKind::Teams => serde_json::json!({
+                "type": "message",
+                "attachments": [{
+                    "contentType": "application/vnd.microsoft.card.adaptive",
+                    "content": {
+                        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                        "type": "AdaptiveCard",
+                        "version": "1.4",
+                        "body": [
+                            {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true, "text": title},
+                            {"type": "TextBlock", "wrap": true, "text": crate::deliver::safe::truncate(&markdown, 20_000)},
+                        ],
+                    },
+                }],
+            }),
+        };
+        serde_json::to_vec(&json).map_err(|e| e.to_string())
     }
 
     /// The bytes this channel sends for `notice`: a whole mail message, or
@@ -222,18 +303,32 @@ impl Channel {
 }
 
 fn email(t: &EmailTarget, notice: &Notice) -> Result<Vec<u8>, String> {
+    email_message(
+        t,
+        &notice.id,
+        &notice.subject(),
+        notice.text(),
+        notice.html(),
+    )
+}
+
+/// A whole mail: `subject` must already be one safe line.
+fn email_message(
+    t: &EmailTarget,
+    id: &str,
+    subject: &str,
+    text: String,
+    html: String,
+) -> Result<Vec<u8>, String> {
     let mut b = Message::builder()
         .from(t.from.clone())
-        .subject(notice.subject())
-        .message_id(Some(format!("<{}@keywatch>", notice.id)));
+        .subject(crate::deliver::safe::one_line(subject.as_bytes(), 200))
+        .message_id(Some(format!("<{id}@keywatch>")));
     for to in &t.to {
         b = b.to(to.clone());
     }
     let m = b
-        .multipart(MultiPart::alternative_plain_html(
-            notice.text(),
-            notice.html(),
-        ))
+        .multipart(MultiPart::alternative_plain_html(text, html))
         .map_err(|e| format!("building the message: {e}"))?;
     Ok(m.formatted())
 }
@@ -394,6 +489,8 @@ fn resolve(name: &str, c: &ChannelConfig, alerts: &AlertsConfig) -> Result<Chann
     Ok(Channel {
         name: name.to_owned(),
         kind: c.kind,
+        alerts: c.alerts.unwrap_or(true),
+        summary: c.summary,
         rules,
         min_severity: c.min_severity.unwrap_or(Severity::Info),
         pacing,

@@ -110,6 +110,11 @@ impl Alerting {
         news
     }
 
+    /// Wakes the sender (something was queued outside the alerter).
+    pub fn wake(&self) {
+        let _ = self.wake.try_send(());
+    }
+
     /// After the pending evaluation was committed: wakes the sender.
     pub fn committed(&mut self) {
         if !self.pending.notices.is_empty() {

@@ -6,6 +6,7 @@ pub mod check;
 pub mod scan;
 pub mod silence;
 pub mod status;
+pub mod summary;
 pub mod watch;
 
 use std::path::{Path, PathBuf};

@@ -182,6 +182,12 @@ fn follow(
     })?;
     let mut analyzer = Analyzer::new(&engine);
     let mut alerting = super::alerts::Alerting::start(&setup, &store)?;
+    let summaries = setup.channels()?.iter().any(|c| c.summary);
+    let mut last_schedule_check: Option<Instant> = None;
+    // The summary waits until the files were read to their ends and
+    // committed, so a restart's backlog is in it.
+    let mut caught_up = false;
+    let mut told_sent = false;
 
     // Resume every stream the store knows, then add the ones the patterns name.
     let mut saved: BTreeMap<String, Vec<Checkpoint>> = BTreeMap::new();
@@ -338,6 +344,32 @@ fn follow(
         // when nothing was read (a group's wait may have run out).
         if let Some(al) = alerting.as_mut() {
             dirty |= al.evaluate(|| analyzer.findings(&names), &names, &store, stopping);
+        }
+        caught_up |= (full || woke_by_event) && !read_any && !dirty;
+        // The daily summary, once a day after its time (checked every 30 s).
+        if summaries
+            && caught_up
+            && !stopping
+            && last_schedule_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(30))
+        {
+            last_schedule_check = Some(Instant::now());
+            let now = chrono::Utc::now().timestamp_millis();
+            match super::summary::scheduled(&setup, &mut store, now) {
+                Ok(Some(true)) => {
+                    eprintln!("keywatch: yesterday's summary queued for its channels");
+                    if let Some(al) = &alerting {
+                        al.wake();
+                    }
+                }
+                Ok(Some(false)) => {
+                    if !told_sent {
+                        told_sent = true;
+                        eprintln!("keywatch: yesterday's summary was already sent");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("keywatch: daily summary: {}", e.message()),
+            }
         }
         if last_expand.elapsed() >= Duration::from_secs(1) {
             last_expand = Instant::now();

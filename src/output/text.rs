@@ -279,3 +279,147 @@ pub fn render_usage(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> 
     writeln!(out)?;
     Ok(())
 }
+
+/// Whether standard output gets colour: a terminal, and `NO_COLOR` unset.
+pub fn colour_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The day at a glance, after the usage table of `summary`: totals, the
+/// days compared, key hygiene, each key's top endpoints and busiest five
+/// minutes, the findings. Headings in bold when `colour`.
+pub fn render_daily(d: &super::daily::Daily, colour: bool, out: &mut dyn Write) -> io::Result<()> {
+    use super::daily::KeyBrief;
+    let head = |t: &str| {
+        if colour {
+            format!("\x1b[1m{t}\x1b[0m")
+        } else {
+            t.to_owned()
+        }
+    };
+    let who = |k: &KeyBrief| {
+        let mask = k.key.as_deref().unwrap_or(&k.key_id);
+        match &k.name {
+            Some(n) => format!("{n} ({mask})"),
+            None => mask.to_owned(),
+        }
+    };
+    let pct = |c: Option<f64>| c.map_or_else(|| "–".to_owned(), |r| format!("{:+.0} %", r * 100.0));
+    let t = &d.totals;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{}",
+        head(&format!("Day at a glance: {} ({})", d.day, d.timezone))
+    )?;
+    writeln!(
+        out,
+        "  {} requests ({} with a key, {} without), {} rejected, {} 5xx, {}, {} findings",
+        t.requests,
+        t.keyed,
+        t.keyless,
+        t.rejected,
+        t.status.get("5xx").copied().unwrap_or(0),
+        human_bytes(t.bytes),
+        d.findings.len()
+    )?;
+    if let Some(s) = t.skipped_lines {
+        writeln!(
+            out,
+            "  {s} lines skipped; {} gaps ({} bytes unread)",
+            t.gaps, t.gap_bytes
+        )?;
+    }
+    for (name, c) in &d.compared {
+        let what = if *name == "previous_day" {
+            "day before"
+        } else {
+            "week before"
+        };
+        writeln!(
+            out,
+            "  against the {what} ({}): requests {}, errors {}",
+            c.day,
+            pct(c.requests_change),
+            pct(c.errors_change)
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", head("Key hygiene"))?;
+    let hy = &d.hygiene;
+    for (title, list) in [
+        ("seen in URLs (rotate)", &hy.in_urls),
+        ("revoked, still presented", &hy.revoked_presented),
+        ("shared by integrations", &hy.shared),
+        ("due for rotation", &hy.rotation_due),
+        ("stopped being used", &hy.stopped),
+        ("new today", &hy.new),
+    ] {
+        let names: Vec<String> = list.iter().take(10).map(who).collect();
+        let more = list.len().saturating_sub(10);
+        writeln!(
+            out,
+            "  {title:<26} {}{}",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            },
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    let (shown, _, _) = d.listed();
+    if !shown.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "{}", head("Where the busiest keys went"))?;
+        let mut table = Table {
+            head: vec!["KEY", "TOP ENDPOINTS", "PEAK 5 MIN", "TOP CLIENT"],
+            rows: Vec::new(),
+            left: 2,
+        };
+        for k in shown.iter().take(10) {
+            table.rows.push(vec![
+                who(&k.key),
+                k.top_endpoints
+                    .iter()
+                    .take(3)
+                    .map(|c| format!("{} {}", c.value, c.requests))
+                    .collect::<Vec<_>>()
+                    .join(" · "),
+                match k.peak_5m_ratio {
+                    Some(r) => format!("{} ({r}×)", k.peak_5m),
+                    None => k.peak_5m.to_string(),
+                },
+                k.top_clients
+                    .first()
+                    .map_or_else(String::new, |c| format!("{} {}", c.value, c.requests)),
+            ]);
+        }
+        table.write(out)?;
+    }
+    if !d.findings.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "{}", head("Findings"))?;
+        for f in d.findings.iter().take(20) {
+            let subject = match (&f.key, &f.client) {
+                (Some(k), _) => who(k),
+                (None, Some(c)) => format!("client {c}"),
+                _ => String::new(),
+            };
+            writeln!(
+                out,
+                "  {:<8} {:<24} {subject} ×{}",
+                f.severity, f.rule, f.count
+            )?;
+        }
+        if d.findings.len() > 20 {
+            writeln!(out, "  and {} more", d.findings.len() - 20)?;
+        }
+    }
+    Ok(())
+}

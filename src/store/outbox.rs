@@ -163,6 +163,54 @@ impl Store {
             .map_err(self.sql())
     }
 
+    /// Queues a daily summary's notices; with `mark` (the day as YYYYMMDD)
+    /// only if no summary of that day or a later one was queued before, and
+    /// the day is marked in the same transaction. Returns whether it queued.
+    pub fn queue_summary(
+        &mut self,
+        notices: &[Outgoing],
+        mark: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let sql = self.sql();
+        let tx = self.conn.transaction().map_err(&sql)?;
+        if let Some(day) = mark {
+            let sent: i64 = tx
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'summary_sent'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(&sql)?
+                .unwrap_or(0);
+            if sent >= day {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('summary_sent', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![day],
+            )
+            .map_err(&sql)?;
+        }
+        enqueue(&tx, notices).map_err(&sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(true)
+    }
+
+    /// The last day (YYYYMMDD) whose summary was queued on schedule, or 0.
+    pub fn summary_sent(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'summary_sent'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(|v| v.unwrap_or(0))
+            .map_err(self.sql())
+    }
+
     /// Notices per channel and state: (channel, state, count).
     pub fn outbox_counts(&self) -> Result<Vec<(String, String, usize)>, StoreError> {
         self.rows(

@@ -160,6 +160,7 @@ pub fn summary(
             output::text::render_daily(
                 &loaded.daily(&setup),
                 output::text::colour_wanted(),
+                true,
                 &mut buf,
             )
             .map_err(io)?;

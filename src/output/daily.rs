@@ -219,6 +219,17 @@ impl Daily {
     }
 }
 
+/// Keys as people see them: named ones first by name, then by mask (key
+/// ids last, as they differ between installations).
+fn shown_order(a: &KeyBrief, b: &KeyBrief) -> std::cmp::Ordering {
+    (a.name.is_none(), &a.name, &a.key, &a.key_id).cmp(&(
+        b.name.is_none(),
+        &b.name,
+        &b.key,
+        &b.key_id,
+    ))
+}
+
 fn severity_rank(s: &str) -> u8 {
     match s {
         "critical" => 4,
@@ -398,7 +409,7 @@ impl Daily {
                 .filter(|f| f.rule == rule)
                 .filter_map(|f| f.key.as_ref().map(|(k, _)| brief(k)))
                 .collect();
-            v.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+            v.sort_by(shown_order);
             v.dedup();
             v
         };
@@ -421,6 +432,13 @@ impl Daily {
             if !in_day && last < week && last >= month {
                 hygiene.stopped.push(brief(id));
             }
+        }
+        for list in [
+            &mut hygiene.rotation_due,
+            &mut hygiene.new,
+            &mut hygiene.stopped,
+        ] {
+            list.sort_by(shown_order);
         }
 
         // One entry per rule and key (or client), as alerts are: the places

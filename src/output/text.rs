@@ -148,6 +148,13 @@ pub fn render(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
     }
     writeln!(out)?;
     render_usage(report, out)?;
+    if report.usage.days.len() == 1 {
+        // One day: the day at a glance too (findings are listed above).
+        for d in report.dailies() {
+            render_daily(&d, colour_wanted(), false, out)?;
+        }
+        writeln!(out)?;
+    }
     let t = report.totals;
     writeln!(
         out,
@@ -288,8 +295,14 @@ pub fn colour_wanted() -> bool {
 
 /// The day at a glance, after the usage table of `summary`: totals, the
 /// days compared, key hygiene, each key's top endpoints and busiest five
-/// minutes, the findings. Headings in bold when `colour`.
-pub fn render_daily(d: &super::daily::Daily, colour: bool, out: &mut dyn Write) -> io::Result<()> {
+/// minutes, and (`with_findings`) the findings. Headings in bold when
+/// `colour`.
+pub fn render_daily(
+    d: &super::daily::Daily,
+    colour: bool,
+    with_findings: bool,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     use super::daily::KeyBrief;
     let head = |t: &str| {
         if colour {
@@ -307,7 +320,6 @@ pub fn render_daily(d: &super::daily::Daily, colour: bool, out: &mut dyn Write) 
     };
     let pct = |c: Option<f64>| c.map_or_else(|| "–".to_owned(), |r| format!("{:+.0} %", r * 100.0));
     let t = &d.totals;
-    writeln!(out)?;
     writeln!(
         out,
         "{}",
@@ -327,8 +339,11 @@ pub fn render_daily(d: &super::daily::Daily, colour: bool, out: &mut dyn Write) 
     if let Some(s) = t.skipped_lines {
         writeln!(
             out,
-            "  {s} lines skipped; {} gaps ({} bytes unread)",
-            t.gaps, t.gap_bytes
+            "  {s} {} skipped; {} {} ({} bytes unread)",
+            if s == 1 { "line" } else { "lines" },
+            t.gaps,
+            if t.gaps == 1 { "gap" } else { "gaps" },
+            t.gap_bytes
         )?;
     }
     for (name, c) in &d.compared {
@@ -380,7 +395,7 @@ pub fn render_daily(d: &super::daily::Daily, colour: bool, out: &mut dyn Write) 
         let mut table = Table {
             head: vec!["KEY", "TOP ENDPOINTS", "PEAK 5 MIN", "TOP CLIENT"],
             rows: Vec::new(),
-            left: 2,
+            left: 4,
         };
         for k in shown.iter().take(10) {
             table.rows.push(vec![
@@ -402,7 +417,7 @@ pub fn render_daily(d: &super::daily::Daily, colour: bool, out: &mut dyn Write) 
         }
         table.write(out)?;
     }
-    if !d.findings.is_empty() {
+    if with_findings && !d.findings.is_empty() {
         writeln!(out)?;
         writeln!(out, "{}", head("Findings"))?;
         for f in d.findings.iter().take(20) {

@@ -176,7 +176,6 @@ impl<'e> Analyzer<'e> {
         }
         self.usage.record(&Hit {
             day,
-            hour: self.days.hour(rec.time_ms),
             bucket: self.days.bucket_5m(rec.time_ms),
             endpoint: &self.endpoint,
             time_ms: rec.time_ms,

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use thiserror::Error;
 
 use crate::keys::{KeyId, MaskedKey};
-use crate::usage::{DayUsage, Distinct, Histogram, KeyLabel, KeyUsage, Usage};
+use crate::usage::{DayUsage, Histogram, KeyLabel, KeyUsage, Usage};
 
 pub mod alerts;
 pub mod outbox;
@@ -625,7 +625,6 @@ impl Store {
 /// [`crate::usage::Detail`] as stored.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredDetail {
-    hours: [u64; 24],
     buckets: Vec<(u16, u32)>,
     endpoints: crate::usage::top::StoredTop<Box<str>>,
 }
@@ -634,21 +633,20 @@ fn detail_json(d: &crate::usage::Detail) -> String {
     let (items, dropped) = d.endpoints.parts();
     let endpoints = crate::usage::top::StoredTop { items, dropped };
     serde_json::to_string(&StoredDetail {
-        hours: d.hours,
         buckets: d.buckets.clone(),
         endpoints,
     })
     .unwrap_or_default()
 }
 
-fn detail_from(text: Option<String>) -> crate::usage::Detail {
+fn detail_from(text: Option<String>) -> Option<Box<crate::usage::Detail>> {
     text.and_then(|t| serde_json::from_str::<StoredDetail>(&t).ok())
-        .map(|s| crate::usage::Detail {
-            hours: s.hours,
-            buckets: s.buckets,
-            endpoints: crate::usage::Top::from_parts(s.endpoints.items, s.endpoints.dropped),
+        .map(|s| {
+            Box::new(crate::usage::Detail {
+                buckets: s.buckets,
+                endpoints: crate::usage::Top::from_parts(s.endpoints.items, s.endpoints.dropped),
+            })
         })
-        .unwrap_or_default()
 }
 
 fn row_usage(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<KeyUsage> {
@@ -670,7 +668,7 @@ fn row_usage(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<KeyUsage> {
         bytes: u(r.get(at + 10)?),
         detail: detail_from(r.get(at + 15)?),
         latency: Histogram::from_bytes(&latency).unwrap_or_default(),
-        clients: Distinct::from_bytes(&clients).unwrap_or_default(),
+        clients: crate::usage::Clients::from_bytes(&clients).unwrap_or_default(),
         first_ms: r.get(at + 13)?,
         last_ms: r.get(at + 14)?,
     })
@@ -726,7 +724,7 @@ fn write_usage(
             u.clients.to_bytes(),
             u.first_ms,
             u.last_ms,
-            detail_json(&u.detail)
+            detail_json(u.detail())
         ],
     )?;
     Ok(())
@@ -743,7 +741,6 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
         let mut delta = Usage::default();
         delta.record(&crate::usage::Hit {
-            hour: 10,
             bucket: 120,
             endpoint: "/v1/items/{id}",
             day,
@@ -807,8 +804,8 @@ mod tests {
             (2, 20, 1)
         );
         // The day's shape adds up too (u128 client tags survive JSON).
-        let detail = &d.keyless.detail;
-        assert_eq!(detail.hours[10], 2);
+        let detail = d.keyless.detail();
+        assert_eq!(detail.hours()[10], 2);
         assert_eq!(detail.endpoints.ranked(), [("/v1/items/{id}".into(), 2)]);
         assert_eq!(d.keyless.clients.top(5), Some(vec![(7u128, 2)]));
         assert_eq!(detail.peak_5m(), 2, "the parts of one bucket add up");

@@ -134,12 +134,6 @@ impl DayCutter {
         }
     }
 
-    /// The hour of the day of `ms`, counted from the start of its day (0–23;
-    /// a 25-hour day's last hour counts as 23). Call after [`Self::day`].
-    pub fn hour(&self, ms: i64) -> u8 {
-        u8::try_from(((ms - self.start) / 3_600_000).clamp(0, 23)).unwrap_or(23)
-    }
-
     /// The 5-minute bucket of the day of `ms`, from 0. Call after [`Self::day`].
     pub fn bucket_5m(&self, ms: i64) -> u16 {
         u16::try_from(((ms - self.start) / 300_000).clamp(0, 400)).unwrap_or(400)

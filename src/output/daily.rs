@@ -309,7 +309,7 @@ impl Daily {
         }
         totals.rejected = all.rejected();
         totals.bytes = all.bytes;
-        totals.hours = all.detail.hours;
+        totals.hours = all.detail().hours();
 
         let mut rules_of: BTreeMap<KeyId, std::collections::BTreeSet<&str>> = BTreeMap::new();
         for f in &todays {
@@ -322,14 +322,14 @@ impl Daily {
         let keys: Vec<KeyDay> = keys
             .iter()
             .map(|(id, u)| {
-                let det = &u.detail;
+                let det = u.detail();
                 let mean =
                     (det.active_5m() > 0).then(|| u.requests as f64 / det.active_5m() as f64);
                 KeyDay {
                     key: brief(id),
                     requests: u.requests,
                     share: if all.requests > 0 {
-                        u.requests as f64 / all.requests as f64
+                        (u.requests as f64 / all.requests as f64 * 10_000.0).round() / 10_000.0
                     } else {
                         0.0
                     },
@@ -345,7 +345,7 @@ impl Daily {
                     rejected: u.rejected(),
                     s429: u.s429,
                     s5xx: u.classes[4],
-                    hours: det.hours,
+                    hours: det.hours(),
                     peak_5m: det.peak_5m(),
                     peak_5m_ratio: mean.map(|m| (det.peak_5m() as f64 / m * 10.0).round() / 10.0),
                     top_endpoints: det

@@ -1,10 +1,9 @@
-//! Counting distinct clients in bounded memory: exact up to a limit (with
-//! each client's requests, for the top clients of a key), then a
+//! Counting distinct clients in bounded memory: exact up to a limit, then a
 //! HyperLogLog estimate (about 1.6% standard error) marked as estimated.
 
 use std::net::IpAddr;
 
-use crate::hash::FastMap;
+use crate::hash::FastSet;
 
 /// Above this many distinct clients a set turns into a sketch.
 pub const EXACT_LIMIT: usize = 4096;
@@ -58,14 +57,13 @@ fn parse_ipv4(b: &[u8]) -> Option<u32> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Distinct {
-    /// Each client and its requests.
-    Exact(FastMap<u128, u32>),
+    Exact(FastSet<u128>),
     Sketch(Box<[u8; REGISTERS]>),
 }
 
 impl Default for Distinct {
     fn default() -> Self {
-        Distinct::Exact(FastMap::default())
+        Distinct::Exact(FastSet::default())
     }
 }
 
@@ -86,17 +84,12 @@ fn mix(tag: u128) -> u64 {
 
 impl Distinct {
     pub fn insert(&mut self, tag: u128) {
-        self.insert_n(tag, 1);
-    }
-
-    fn insert_n(&mut self, tag: u128, n: u32) {
         match self {
             Distinct::Exact(set) => {
-                let c = set.entry(tag).or_default();
-                *c = c.saturating_add(n);
+                set.insert(tag);
                 if set.len() > EXACT_LIMIT {
                     let mut regs = Box::new([0u8; REGISTERS]);
-                    for t in set.keys() {
+                    for t in set.iter() {
                         add(&mut regs, *t);
                     }
                     *self = Distinct::Sketch(regs);
@@ -106,29 +99,13 @@ impl Distinct {
         }
     }
 
-    /// The `n` clients with most requests, while counted exactly (ties by
-    /// client); `None` once the set became a sketch.
-    pub fn top(&self, n: usize) -> Option<Vec<(u128, u64)>> {
-        let Distinct::Exact(set) = self else {
-            return None;
-        };
-        let order = |a: &(u128, u64), b: &(u128, u64)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
-        let mut v: Vec<(u128, u64)> = set.iter().map(|(t, c)| (*t, u64::from(*c))).collect();
-        if v.len() > n && n > 0 {
-            v.select_nth_unstable_by(n - 1, order);
-            v.truncate(n);
-        }
-        v.sort_by(order);
-        Some(v)
-    }
-
     pub fn merge(&mut self, other: &Distinct) {
         match other {
-            Distinct::Exact(set) => set.iter().for_each(|(t, n)| self.insert_n(*t, *n)),
+            Distinct::Exact(set) => set.iter().for_each(|t| self.insert(*t)),
             Distinct::Sketch(theirs) => {
                 if let Distinct::Exact(set) = self {
                     let mut regs = Box::new([0u8; REGISTERS]);
-                    set.keys().for_each(|t| add(&mut regs, *t));
+                    set.iter().for_each(|t| add(&mut regs, *t));
                     *self = Distinct::Sketch(regs);
                 }
                 if let Distinct::Sketch(mine) = self {
@@ -140,19 +117,14 @@ impl Distinct {
         }
     }
 
-    /// A byte form for the store: `2` and (16-byte tag, 4-byte count)
-    /// pairs, or `1` and the registers (`0` and bare tags, without counts,
-    /// is still read).
+    /// A byte form for the store: `0` and 16-byte tags, or `1` and the registers.
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
             Distinct::Exact(set) => {
-                let mut tags: Vec<(u128, u32)> = set.iter().map(|(t, c)| (*t, *c)).collect();
+                let mut tags: Vec<u128> = set.iter().copied().collect();
                 tags.sort_unstable();
-                std::iter::once(2u8)
-                    .chain(
-                        tags.iter()
-                            .flat_map(|(t, c)| t.to_le_bytes().into_iter().chain(c.to_le_bytes())),
-                    )
+                std::iter::once(0u8)
+                    .chain(tags.iter().flat_map(|t| t.to_le_bytes()))
                     .collect()
             }
             Distinct::Sketch(regs) => std::iter::once(1u8).chain(regs.iter().copied()).collect(),
@@ -166,14 +138,6 @@ impl Distinct {
                 let mut d = Distinct::default();
                 for c in rest.chunks_exact(16) {
                     d.insert(u128::from_le_bytes(c.try_into().ok()?));
-                }
-                Some(d)
-            }
-            (2, rest) if rest.len() % 20 == 0 => {
-                let mut d = Distinct::default();
-                for c in rest.chunks_exact(20) {
-                    let tag = u128::from_le_bytes(c[..16].try_into().ok()?);
-                    d.insert_n(tag, u32::from_le_bytes(c[16..].try_into().ok()?));
                 }
                 Some(d)
             }
@@ -248,22 +212,6 @@ mod tests {
         a.merge(&b);
         let n = a.count() as f64;
         assert!((n - 9000.0).abs() < 450.0, "{n}");
-    }
-
-    #[test]
-    fn exact_sets_count_requests_and_round_trip() {
-        let mut d = Distinct::default();
-        for t in [5u128, 7, 5, 5, 9, 7] {
-            d.insert(t);
-        }
-        assert_eq!(d.top(2), Some(vec![(5, 3), (7, 2)]));
-        assert_eq!(Distinct::from_bytes(&d.to_bytes()), Some(d.clone()));
-        let mut other = Distinct::default();
-        other.insert(9);
-        other.insert(9);
-        other.insert(9);
-        d.merge(&other);
-        assert_eq!(d.top(1), Some(vec![(9, 4)]));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! chunk, then merge) and stays bounded: distinct clients turn into a sketch
 //! past a limit, latencies live in a log-bucket histogram.
 
+pub mod clients;
 pub mod distinct;
 pub mod histogram;
 pub mod top;
@@ -14,6 +15,7 @@ use chrono::NaiveDate;
 
 use crate::hash::FastMap;
 use crate::keys::{KeyId, KeyRef, MaskedKey};
+pub use clients::Clients;
 pub use distinct::Distinct;
 pub use histogram::Histogram;
 pub use top::Top;
@@ -26,17 +28,15 @@ pub const TOP_CAP: usize = 256;
 /// [`TOP_CAP`]), so a day reads the same however its lines were split.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Detail {
-    /// Requests per hour of the day (in the zone days are cut in).
-    pub hours: [u64; 24],
     /// Requests per 5-minute bucket of the day that had any: (bucket, count),
     /// sorted by bucket.
     pub buckets: Vec<(u16, u32)>,
+    /// Endpoints of the requests not answered 401 or 403.
     pub endpoints: Top<Box<str>, TOP_CAP>,
 }
 
 impl Detail {
     fn record(&mut self, hit: &Hit<'_>) {
-        self.hours[usize::from(hit.hour.min(23))] += 1;
         match self.buckets.last_mut() {
             Some((b, n)) if *b == hit.bucket => *n += 1,
             Some((b, _)) if *b < hit.bucket => self.buckets.push((hit.bucket, 1)),
@@ -46,9 +46,21 @@ impl Detail {
                 Err(i) => self.buckets.insert(i, (hit.bucket, 1)),
             },
         }
-        if !hit.endpoint.is_empty() {
+        // Where a key's requests went, of those the API did not refuse: a
+        // flood of guessed keys (all 401/403) costs no endpoint lists.
+        if !hit.endpoint.is_empty() && !matches!(hit.status, Some(401 | 403)) {
             self.endpoints.add_str(hit.endpoint);
         }
+    }
+
+    /// Requests per hour of the day (in the zone days are cut in), from
+    /// the 5-minute buckets; a 25-hour day's last hour counts as the 24th.
+    pub fn hours(&self) -> [u64; 24] {
+        let mut h = [0u64; 24];
+        for &(b, n) in &self.buckets {
+            h[usize::from(b / 12).min(23)] += u64::from(n);
+        }
+        h
     }
 
     /// The most requests in one 5-minute bucket.
@@ -67,9 +79,6 @@ impl Detail {
 
     /// Merges another part of the same day.
     pub fn merge(&mut self, o: &Detail) {
-        for (a, b) in self.hours.iter_mut().zip(o.hours) {
-            *a += b;
-        }
         let mut merged = Vec::with_capacity(self.buckets.len() + o.buckets.len());
         let (mut i, mut j) = (0, 0);
         while i < self.buckets.len() || j < o.buckets.len() {
@@ -110,13 +119,22 @@ pub struct KeyUsage {
     pub s429: u64,
     pub bytes: u64,
     pub latency: Histogram,
-    pub clients: Distinct,
+    pub clients: Clients,
     pub first_ms: i64,
     pub last_ms: i64,
-    pub detail: Detail,
+    /// Boxed, made on the first request: most of a key's bytes, kept out
+    /// of the per-key table so a flood of keys costs little.
+    pub detail: Option<Box<Detail>>,
 }
 
+static NO_DETAIL: std::sync::LazyLock<Detail> = std::sync::LazyLock::new(Detail::default);
+
 impl KeyUsage {
+    /// The day's shape (empty before the first request).
+    pub fn detail(&self) -> &Detail {
+        self.detail.as_deref().unwrap_or(&NO_DETAIL)
+    }
+
     fn record(&mut self, hit: &Hit<'_>) {
         let Hit {
             time_ms,
@@ -126,7 +144,7 @@ impl KeyUsage {
             client,
             ..
         } = *hit;
-        self.detail.record(hit);
+        self.detail.get_or_insert_default().record(hit);
         if self.requests == 0 || time_ms < self.first_ms {
             self.first_ms = time_ms;
         }
@@ -177,7 +195,9 @@ impl KeyUsage {
         self.bytes += o.bytes;
         self.latency.merge(&o.latency);
         self.clients.merge(&o.clients);
-        self.detail.merge(&o.detail);
+        if let Some(theirs) = &o.detail {
+            self.detail.get_or_insert_default().merge(theirs);
+        }
     }
 }
 
@@ -236,8 +256,6 @@ pub struct Usage {
 /// What usage needs from one request.
 pub struct Hit<'a> {
     pub day: NaiveDate,
-    /// The hour of the day, 0–23, in the zone days are cut in.
-    pub hour: u8,
     /// The 5-minute bucket of the day, from 0.
     pub bucket: u16,
     /// The request's endpoint ([`top::endpoint`]), empty when unknown.
@@ -350,7 +368,6 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap_or_default();
         let hit = |k: u64| Hit {
             day,
-            hour: 0,
             bucket: 0,
             endpoint: "/v1",
             time_ms: 0,

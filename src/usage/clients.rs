@@ -1,0 +1,153 @@
+//! A key's clients in one day: each client's requests while there are at
+//! most [`EXACT_LIMIT`] of them (for the top clients), then only a
+//! [`Distinct`] estimate of how many.
+//!
+//! The detectors count distinct clients with [`Distinct`] alone; only usage
+//! pays for the per-client counts.
+
+use super::distinct::{Distinct, EXACT_LIMIT};
+use crate::hash::FastMap;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Clients {
+    /// Each client and its requests.
+    Exact(FastMap<u128, u32>),
+    /// Too many to count one by one.
+    Estimated(Distinct),
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Clients::Exact(FastMap::default())
+    }
+}
+
+impl Clients {
+    pub fn insert(&mut self, tag: u128) {
+        self.insert_n(tag, 1);
+    }
+
+    fn insert_n(&mut self, tag: u128, n: u32) {
+        match self {
+            Clients::Exact(map) => {
+                let c = map.entry(tag).or_default();
+                *c = c.saturating_add(n);
+                if map.len() > EXACT_LIMIT {
+                    let mut d = Distinct::default();
+                    map.keys().for_each(|t| d.insert(*t));
+                    *self = Clients::Estimated(d);
+                }
+            }
+            Clients::Estimated(d) => d.insert(tag),
+        }
+    }
+
+    pub fn merge(&mut self, other: &Clients) {
+        match other {
+            Clients::Exact(map) => map.iter().for_each(|(t, n)| self.insert_n(*t, *n)),
+            Clients::Estimated(theirs) => {
+                if let Clients::Exact(map) = self {
+                    let mut d = Distinct::default();
+                    map.keys().for_each(|t| d.insert(*t));
+                    *self = Clients::Estimated(d);
+                }
+                if let Clients::Estimated(mine) = self {
+                    mine.merge(theirs);
+                }
+            }
+        }
+    }
+
+    /// The `n` clients with most requests (ties by client), while counted
+    /// one by one; `None` once there were too many.
+    pub fn top(&self, n: usize) -> Option<Vec<(u128, u64)>> {
+        let Clients::Exact(map) = self else {
+            return None;
+        };
+        let order = |a: &(u128, u64), b: &(u128, u64)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
+        let mut v: Vec<(u128, u64)> = map.iter().map(|(t, c)| (*t, u64::from(*c))).collect();
+        if v.len() > n && n > 0 {
+            v.select_nth_unstable_by(n - 1, order);
+            v.truncate(n);
+        }
+        v.sort_by(order);
+        Some(v)
+    }
+
+    pub fn count(&self) -> u64 {
+        match self {
+            Clients::Exact(map) => map.len() as u64,
+            Clients::Estimated(d) => d.count(),
+        }
+    }
+
+    pub fn is_estimated(&self) -> bool {
+        matches!(self, Clients::Estimated(_))
+    }
+
+    /// A byte form for the store: `2` and (16-byte tag, 4-byte count)
+    /// pairs; otherwise [`Distinct::to_bytes`] (which older stores hold for
+    /// exact sets too, read back with a count of one each).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Clients::Exact(map) => {
+                let mut tags: Vec<(u128, u32)> = map.iter().map(|(t, c)| (*t, *c)).collect();
+                tags.sort_unstable();
+                std::iter::once(2u8)
+                    .chain(
+                        tags.iter()
+                            .flat_map(|(t, c)| t.to_le_bytes().into_iter().chain(c.to_le_bytes())),
+                    )
+                    .collect()
+            }
+            Clients::Estimated(d) => d.to_bytes(),
+        }
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<Clients> {
+        match b.split_first()? {
+            (2, rest) if rest.len() % 20 == 0 => {
+                let mut c = Clients::default();
+                for chunk in rest.chunks_exact(20) {
+                    let tag = u128::from_le_bytes(chunk[..16].try_into().ok()?);
+                    c.insert_n(tag, u32::from_le_bytes(chunk[16..].try_into().ok()?));
+                }
+                Some(c)
+            }
+            (0, rest) if rest.len() % 16 == 0 => {
+                // An exact set written before counts were kept: one each.
+                let mut c = Clients::default();
+                for chunk in rest.chunks_exact(16) {
+                    c.insert(u128::from_le_bytes(chunk.try_into().ok()?));
+                }
+                Some(c)
+            }
+            _ => Some(Clients::Estimated(Distinct::from_bytes(b)?)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_requests_round_trips_and_turns_into_an_estimate() {
+        let mut c = Clients::default();
+        for t in [5u128, 7, 5, 5, 9, 7] {
+            c.insert(t);
+        }
+        assert_eq!(c.top(2), Some(vec![(5, 3), (7, 2)]));
+        assert_eq!(Clients::from_bytes(&c.to_bytes()), Some(c.clone()));
+        let mut other = Clients::default();
+        (0..3u32).for_each(|_| other.insert(9));
+        c.merge(&other);
+        assert_eq!(c.top(1), Some(vec![(9, 4)]));
+        for t in 0..(EXACT_LIMIT as u128 + 10) {
+            c.insert(t + 100);
+        }
+        assert!(c.is_estimated() && c.top(1).is_none());
+        let n = c.count() as f64;
+        assert!((n - (EXACT_LIMIT + 13) as f64).abs() < 0.05 * n, "{n}");
+    }
+}

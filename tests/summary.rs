@@ -502,3 +502,55 @@ fn summaries_are_sent_on_demand_and_once_a_day_on_schedule_across_restarts() {
         hook.requests()[0].header("webhook-id")
     );
 }
+
+/// Bold headings on a terminal (a pseudo-terminal made by `script`), none
+/// with `NO_COLOR` or when the output is not a terminal.
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let has_script = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        has_script,
+        "this test needs `script` (util-linux) to make a terminal"
+    );
+    let kw = Kw::new();
+    let bin = env!("CARGO_BIN_EXE_keywatch");
+    let run = |no_color: Option<&str>| {
+        let mut c = std::process::Command::new("script");
+        c.args(["-qec"])
+            .arg(format!(
+                "{bin} --config samples/keywatch.toml --state {} scan samples/access.log",
+                kw.state().display()
+            ))
+            .arg("/dev/null")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    assert!(
+        run(None).contains("\x1b[1mKey hygiene\x1b[0m"),
+        "bold on a terminal"
+    );
+    assert!(
+        !run(Some("1")).contains('\x1b'),
+        "NO_COLOR turns colour off"
+    );
+    let piped = kw
+        .cmd()
+        .args([
+            "--config",
+            "samples/keywatch.toml",
+            "scan",
+            "samples/access.log",
+        ])
+        .output()
+        .unwrap();
+    assert!(!stdout(&piped).contains('\x1b'), "no colour into a pipe");
+}

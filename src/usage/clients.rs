@@ -64,14 +64,10 @@ impl Clients {
         let Clients::Exact(map) = self else {
             return None;
         };
-        let order = |a: &(u128, u64), b: &(u128, u64)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
-        let mut v: Vec<(u128, u64)> = map.iter().map(|(t, c)| (*t, u64::from(*c))).collect();
-        if v.len() > n && n > 0 {
-            v.select_nth_unstable_by(n - 1, order);
-            v.truncate(n);
-        }
-        v.sort_by(order);
-        Some(v)
+        Some(super::top::best(
+            map.iter().map(|(t, c)| (*t, u64::from(*c))),
+            n,
+        ))
     }
 
     pub fn count(&self) -> u64 {

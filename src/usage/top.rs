@@ -78,19 +78,12 @@ impl<K: Hash + Eq + Ord + Clone, const CAP: usize> Top<K, CAP> {
         v
     }
 
-    /// The `n` most frequent items, in [`Self::ranked`] order, without
-    /// sorting all of them.
+    /// The `n` most frequent items, in [`Self::ranked`] order, in one pass
+    /// without copying the rest.
     pub fn top(&self, n: usize) -> Vec<(K, u64)> {
-        let order = |a: &(&K, &u64), b: &(&K, &u64)| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0));
-        let mut v: Vec<(&K, &u64)> = self.counts.iter().collect();
-        if v.len() > n && n > 0 {
-            v.select_nth_unstable_by(n - 1, order);
-            v.truncate(n);
-        }
-        v.sort_by(order);
-        v.into_iter()
-            .take(n)
-            .map(|(k, c)| (k.clone(), *c))
+        best(self.counts.iter().map(|(k, c)| (k, *c)), n)
+            .into_iter()
+            .map(|(k, c)| (k.clone(), c))
             .collect()
     }
 
@@ -122,6 +115,25 @@ impl<const CAP: usize> Top<Box<str>, CAP> {
             }
         }
     }
+}
+
+/// The `n` items with the highest counts (ties by the smaller item), most
+/// first: one pass, holding `n` at a time.
+pub fn best<K: Ord>(items: impl Iterator<Item = (K, u64)>, n: usize) -> Vec<(K, u64)> {
+    let better = |a: &(K, u64), b: &(K, u64)| a.1 > b.1 || (a.1 == b.1 && a.0 < b.0);
+    let mut top: Vec<(K, u64)> = Vec::with_capacity(n + 1);
+    for item in items {
+        if top.len() == n && top.last().is_none_or(|worst| !better(&item, worst)) {
+            continue;
+        }
+        let at = top
+            .iter()
+            .position(|t| better(&item, t))
+            .unwrap_or(top.len());
+        top.insert(at, item);
+        top.truncate(n);
+    }
+    top
 }
 
 /// A stored [`Top`].

@@ -134,6 +134,14 @@ fn check_against(
             c.endpoints.len().min(5)
         );
         assert_eq!(k["top_clients_exact"], true);
+        let shown: u64 = k["top_endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["requests"].as_u64().unwrap())
+            .sum();
+        let accepted: u64 = c.endpoints.values().sum();
+        assert_eq!(k["top_endpoints_other"], accepted - shown, "the other row");
         let top_client = c.clients.values().max().unwrap();
         assert_eq!(k["top_clients"][0]["requests"], *top_client);
         let share = k["share"].as_f64().unwrap();

@@ -126,8 +126,12 @@ pub struct KeyDay {
     pub peak_5m_ratio: Option<f64>,
     pub top_endpoints: Vec<Counted>,
     pub top_endpoints_exact: bool,
+    /// The key's requests not refused (401/403) beyond the top endpoints.
+    pub top_endpoints_other: u64,
     pub top_clients: Vec<Counted>,
     pub top_clients_exact: bool,
+    /// The key's requests from clients beyond the top ones.
+    pub top_clients_other: u64,
     /// Rules that found something about this key this day.
     pub findings: Vec<String>,
 }
@@ -358,6 +362,7 @@ impl Daily {
                         })
                         .collect(),
                     top_endpoints_exact: det.endpoints.exact(),
+                    top_endpoints_other: 0,
                     top_clients: u
                         .clients
                         .top(TOP_SHOWN)
@@ -369,6 +374,7 @@ impl Daily {
                         })
                         .collect(),
                     top_clients_exact: !u.clients.is_estimated(),
+                    top_clients_other: 0,
                     findings: rules_of
                         .get(*id)
                         .map(|r| r.iter().map(|s| (*s).to_owned()).collect())
@@ -376,6 +382,13 @@ impl Daily {
                 }
             })
             .collect();
+        let mut keys = keys;
+        for k in &mut keys {
+            let shown = |l: &[Counted]| l.iter().map(|c| c.requests).sum::<u64>();
+            k.top_endpoints_other =
+                (k.requests - k.rejected).saturating_sub(shown(&k.top_endpoints));
+            k.top_clients_other = k.requests.saturating_sub(shown(&k.top_clients));
+        }
 
         let mut compared = BTreeMap::new();
         if let Some(other) = ctx.other_days {

@@ -214,6 +214,9 @@ fn day(h: &mut String, d: &Daily) {
                 num(c.requests)
             );
         }
+        if k.top_endpoints_other > 0 {
+            let _ = write!(h, "<li>other {}</li>", num(k.top_endpoints_other));
+        }
         h.push_str("</ul><b class=\"f\">Top clients</b><ul class=\"f\">");
         for c in &k.top_clients {
             let _ = write!(
@@ -222,6 +225,9 @@ fn day(h: &mut String, d: &Daily) {
                 e(&c.value),
                 num(c.requests)
             );
+        }
+        if k.top_clients_other > 0 {
+            let _ = write!(h, "<li>other {}</li>", num(k.top_clients_other));
         }
         h.push_str("</ul></div>");
     }

@@ -124,8 +124,10 @@ pub fn render_summaries(report: &Report<'_>, out: &mut dyn Write) -> io::Result<
                         "peak_5m_ratio",
                         "top_endpoints",
                         "top_endpoints_exact",
+                        "top_endpoints_other",
                         "top_clients",
                         "top_clients_exact",
+                        "top_clients_other",
                         "findings",
                     ] {
                         if let Some(x) = extra.get(field) {

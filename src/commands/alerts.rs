@@ -40,7 +40,7 @@ pub struct Alerting {
 impl Alerting {
     /// Starts the alerter (which also keeps every alert's state for
     /// `alerts` and `summary`), and the sender when channels are configured.
-    pub fn start(setup: &Setup, store: &Store) -> Result<Option<Alerting>, Failure> {
+    pub fn start(setup: &Setup, store: &Store) -> Result<Alerting, Failure> {
         let channels = setup.channels()?;
         let groups = store.alert_groups().map_err(db)?;
         let names: Vec<String> = channels.iter().map(|c| c.name.clone()).collect();
@@ -64,14 +64,14 @@ impl Alerting {
                     .map_err(|e| Failure::Io(format!("alert sender thread: {e}")))?,
             )
         };
-        Ok(Some(Alerting {
+        Ok(Alerting {
             alerter,
             pending: Evaluation::default(),
             stop,
             wake,
             thread,
             last: None,
-        }))
+        })
     }
 
     /// Evaluates the findings at most once a second (always when `force`);

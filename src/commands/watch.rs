@@ -342,9 +342,7 @@ fn follow(
         }
         // Alerts are paced by the wall clock, so they are looked at even
         // when nothing was read (a group's wait may have run out).
-        if let Some(al) = alerting.as_mut() {
-            dirty |= al.evaluate(|| analyzer.findings(&names), &names, &store, stopping);
-        }
+        dirty |= alerting.evaluate(|| analyzer.findings(&names), &names, &store, stopping);
         caught_up |= (full || woke_by_event) && !read_any && !dirty;
         // The daily summary, once a day after its time (checked every 30 s).
         if summaries
@@ -357,9 +355,7 @@ fn follow(
             match super::summary::scheduled(&setup, &mut store, now) {
                 Ok(Some(true)) => {
                     eprintln!("keywatch: yesterday's summary queued for its channels");
-                    if let Some(al) = &alerting {
-                        al.wake();
-                    }
+                    alerting.wake();
                 }
                 Ok(Some(false)) => {
                     if !told_sent {
@@ -398,18 +394,14 @@ fn follow(
                 );
             }
             let delta = std::mem::take(&mut analyzer.usage);
-            let none = crate::alert::Evaluation::default();
-            let pending = alerting.as_ref().map_or(&none, |a| &a.pending);
-            if let Err(e) = store.commit(&checkpoints, &delta, &names, &gaps, pending) {
+            if let Err(e) = store.commit(&checkpoints, &delta, &names, &gaps, &alerting.pending) {
                 // Keep the counts and notices: they are committed with the
                 // next attempt.
                 analyzer.usage = delta;
                 eprintln!("keywatch: {e}");
             } else {
                 analyzer.usage = Usage::default();
-                if let Some(al) = alerting.as_mut() {
-                    al.committed();
-                }
+                alerting.committed();
             }
             last_commit = Instant::now();
             dirty = false;

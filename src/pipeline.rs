@@ -170,9 +170,12 @@ impl<'e> Analyzer<'e> {
             evidence: evidence.as_ref(),
         };
         let day = self.days.day(rec.time_ms);
+        // Usage lists endpoints only of requests the API did not refuse.
         match rec.path {
-            Some(p) => crate::usage::top::endpoint(p.raw, &mut self.endpoint),
-            None => self.endpoint.clear(),
+            Some(p) if !matches!(rec.status, Some(401 | 403)) => {
+                crate::usage::top::endpoint(p.raw, &mut self.endpoint)
+            }
+            _ => self.endpoint.clear(),
         }
         self.usage.record(&Hit {
             day,

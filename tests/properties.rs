@@ -95,6 +95,22 @@ proptest! {
         }
     }
 
+    /// What the store holds is read back without panicking, whatever its
+    /// bytes became; whatever reads back is written the same way again.
+    #[test]
+    fn stored_client_sets_read_back_or_are_refused(
+        head in 0u8..4,
+        rest in proptest::collection::vec(any::<u8>(), 0..120),
+    ) {
+        let mut bytes = vec![head];
+        bytes.extend(rest);
+        if let Some(c) = keywatch::usage::Clients::from_bytes(&bytes) {
+            let again = keywatch::usage::Clients::from_bytes(&c.to_bytes());
+            prop_assert_eq!(again, Some(c));
+        }
+        let _ = keywatch::usage::Distinct::from_bytes(&bytes);
+    }
+
     #[test]
     fn mutated_access_lines_never_panic(
         cut in 0usize..220,

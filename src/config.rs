@@ -138,7 +138,7 @@ impl Config {
         })?;
         config.json_field_overrides()?;
         if let Some(at) = &config.summary.send_at {
-            if chrono::NaiveTime::parse_from_str(at, "%H:%M").is_err() {
+            if parse_time(at).is_none() {
                 return Err(format!(
                     "summary.send_at: {at:?} is not a time; write it as HH:MM, such as \"07:00\""
                 ));
@@ -196,6 +196,21 @@ impl Config {
                 Ok((field, path.clone()))
             })
             .collect()
+    }
+}
+
+fn parse_time(hh_mm: &str) -> Option<chrono::NaiveTime> {
+    chrono::NaiveTime::parse_from_str(hh_mm, "%H:%M").ok()
+}
+
+impl SummaryConfig {
+    /// When `watch` sends the summary: `send_at` (checked when the file is
+    /// read), 07:00 by default.
+    pub fn send_time(&self) -> chrono::NaiveTime {
+        self.send_at
+            .as_deref()
+            .and_then(parse_time)
+            .unwrap_or(chrono::NaiveTime::from_hms_opt(7, 0, 0).unwrap_or_default())
     }
 }
 

@@ -282,6 +282,15 @@ fn a_silent_receiver_times_out_and_a_notice_that_keeps_failing_expires() {
     );
 }
 
+/// A chat channel of `kind` posting to `rx`, and the mail channel.
+fn chat_and_mail(kind: &str, rx: &HttpReceiver, smtp: &SmtpServer) -> String {
+    format!(
+        "[channels.chat]\ntype = \"{kind}\"\nurl = \"{}\"\n{}",
+        rx.url(),
+        email_channel(smtp.port(), "")
+    )
+}
+
 fn email_channel(port: u16, rules: &str) -> String {
     format!(
         "[channels.security]\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"keywatch <keywatch@example.com>\"\nto = [\"security@example.com\", \"oncall@example.com\"]\n{rules}"
@@ -525,14 +534,7 @@ fn hostile_log_content_is_escaped_cut_and_still_valid() {
     let kw = Kw::new();
     let rx = HttpReceiver::start(&[]);
     let smtp = SmtpServer::start();
-    configure(
-        &kw,
-        &format!(
-            "[channels.chat]\ntype = \"slack\"\nurl = \"{}\"\n{}",
-            rx.url(),
-            email_channel(smtp.port(), "")
-        ),
-    );
+    configure(&kw, &chat_and_mail("slack", &rx, &smtp));
     let key = random_key("kw_live_", 32);
     // nginx writes CR, LF and bytes it escapes as \xHH; the rest is as sent.
     let target = format!(
@@ -596,14 +598,7 @@ fn silences_mute_an_alert_and_alert_test_reports_each_channel() {
     let kw = Kw::new();
     let rx = HttpReceiver::start(&[]);
     let smtp = SmtpServer::start();
-    configure(
-        &kw,
-        &format!(
-            "[channels.chat]\ntype = \"discord\"\nurl = \"{}\"\n{}",
-            rx.url(),
-            email_channel(smtp.port(), "")
-        ),
-    );
+    configure(&kw, &chat_and_mail("discord", &rx, &smtp));
     let key = random_key("kw_live_", 32);
     let log = kw.write("access.log", url_line(&key) + "\n");
     let o = run(

@@ -207,45 +207,33 @@ fn the_summary_equals_an_independent_count_scanned_and_followed_live() {
     check_against(&scanned[0], &counts, &ids);
 
     // The same day followed live, then summarised from the store.
+    let stored = || {
+        let o = kw
+            .cmd()
+            .args([
+                "--timezone",
+                "UTC",
+                "summary",
+                "--day",
+                "2026-11-27",
+                "-o",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        o.status
+            .success()
+            .then(|| summaries(&stdout(&o)).into_iter().next())
+            .flatten()
+    };
     let d = Daemon::start(&kw, path.to_str().unwrap(), &["--from-beginning"]);
     wait_until(
         "the daemon to count the day",
         Duration::from_secs(30),
-        || {
-            let o = kw
-                .cmd()
-                .args([
-                    "--timezone",
-                    "UTC",
-                    "summary",
-                    "--day",
-                    "2026-11-27",
-                    "-o",
-                    "json",
-                ])
-                .output()
-                .unwrap();
-            o.status.success()
-                && summaries(&stdout(&o))
-                    .first()
-                    .is_some_and(|s| s["totals"]["requests"] == 4_000)
-        },
+        || stored().is_some_and(|s| s["totals"]["requests"] == 4_000),
     );
     d.stop();
-    let o = kw
-        .cmd()
-        .args([
-            "--timezone",
-            "UTC",
-            "summary",
-            "--day",
-            "2026-11-27",
-            "-o",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    let live = &summaries(&stdout(&o))[0];
+    let live = &stored().expect("the stored summary");
     check_against(live, &counts, &ids);
     let fields = [
         "requests",

@@ -153,6 +153,7 @@ impl Default for Pacing {
 }
 
 /// A channel ready to render and send.
+#[derive(Clone)]
 pub struct Channel {
     pub name: String,
     pub kind: ChannelKind,
@@ -169,11 +170,13 @@ pub struct Channel {
 }
 
 /// Where a channel's notices go.
+#[derive(Clone)]
 pub enum Target {
     Email(EmailTarget),
     Http(HttpTarget),
 }
 
+#[derive(Clone)]
 pub struct EmailTarget {
     pub host: String,
     pub port: u16,
@@ -185,6 +188,7 @@ pub struct EmailTarget {
     pub timeout: Duration,
 }
 
+#[derive(Clone)]
 pub struct HttpTarget {
     pub url: String,
     /// Scheme and host only: what messages may show.
@@ -256,21 +260,10 @@ impl Channel {
                 "content": crate::deliver::safe::truncate(&markdown, 2_000),
                 "allowed_mentions": {"parse": []},
             }),
-            ChannelKind::Teams => serde_json::json!({
-                "type": "message",
-                "attachments": [{
-                    "contentType": "application/vnd.microsoft.card.adaptive",
-                    "content": {
-                        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                        "type": "AdaptiveCard",
-                        "version": "1.4",
-                        "body": [
-                            {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true, "text": title},
-                            {"type": "TextBlock", "wrap": true, "text": crate::deliver::safe::truncate(&markdown, 20_000)},
-                        ],
-                    },
-                }],
-            }),
+            ChannelKind::Teams => crate::deliver::notice::teams_card(vec![
+                serde_json::json!({"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true, "text": title}),
+                serde_json::json!({"type": "TextBlock", "wrap": true, "text": crate::deliver::safe::truncate(&markdown, 20_000)}),
+            ]),
         };
         serde_json::to_vec(&json).map_err(|e| e.to_string())
     }

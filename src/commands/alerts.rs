@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{Common, Failure, Setup, ensure_dir};
-use crate::alert::channels::retry_policy;
+use crate::alert::channels::{Channel, retry_policy};
 use crate::alert::{Alerter, Evaluation};
 use crate::deliver::notice::{Alert, Notice, State};
 use crate::deliver::retry::Verdict;
@@ -44,7 +44,7 @@ impl Alerting {
         let channels = setup.channels()?;
         let groups = store.alert_groups().map_err(db)?;
         let names: Vec<String> = channels.iter().map(|c| c.name.clone()).collect();
-        let alerter = Alerter::new(channels, setup.zone.clone(), groups);
+        let alerter = Alerter::new(channels.clone(), setup.zone.clone(), groups);
         let stop = Arc::new(AtomicBool::new(false));
         let (wake, woken) = crossbeam_channel::bounded(1);
         let thread = if names.is_empty() {
@@ -52,7 +52,7 @@ impl Alerting {
         } else {
             let sender = Sender::new(
                 Store::open(&setup.state_dir).map_err(db)?,
-                setup.channels()?,
+                channels,
                 retry_policy(&setup.config.alerts),
             );
             let flag = Arc::clone(&stop);
@@ -149,29 +149,24 @@ impl Drop for Alerting {
 /// the next `watch` or `scan --alert`.
 pub fn scan_alert(
     setup: &Setup,
+    channels: Vec<Channel>,
     findings: &[Finding],
     names: &[String],
     wait: Duration,
 ) -> Result<(), Failure> {
-    let channels = setup.channels()?;
-    if channels.is_empty() {
-        return Err(Failure::Usage(
-            "scan --alert: no alert channels configured; add a [channels.NAME] table to the configuration".into(),
-        ));
-    }
     ensure_dir(&setup.state_dir)?;
     let mut store = Store::open(&setup.state_dir).map_err(db)?;
     let now = now_ms();
     let silences = store.silences(now, false).map_err(db)?;
     let groups = store.alert_groups().map_err(db)?;
-    let mut alerter = Alerter::new(channels, setup.zone.clone(), groups);
+    let mut alerter = Alerter::new(channels.clone(), setup.zone.clone(), groups);
     let e = alerter.evaluate(findings, names, &silences, now, true);
     for err in &e.errors {
         eprintln!("keywatch: {err}");
     }
     let queued = e.notices.len();
     store.save_alerts(&e).map_err(db)?;
-    let mut sender = Sender::new(store, setup.channels()?, retry_policy(&setup.config.alerts));
+    let mut sender = Sender::new(store, channels, retry_policy(&setup.config.alerts));
     let left = sender.drain(Instant::now() + wait).map_err(db)?;
     eprintln!(
         "keywatch: alerts: {queued} new notice(s) queued; {left} still waiting for delivery{}",

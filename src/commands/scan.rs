@@ -67,11 +67,19 @@ pub fn run(args: &ScanArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         ));
     }
     let setup = Setup::load(&args.common)?;
-    if args.alert.is_some() && setup.channels()?.is_empty() {
-        return Err(Failure::Usage(
-            "scan --alert: no alert channels configured; add a [channels.NAME] table to the configuration".into(),
-        ));
-    }
+    // Checked before the scan, so a bad channel fails fast.
+    let channels = match args.alert {
+        Some(_) => {
+            let channels = setup.channels()?;
+            if channels.is_empty() {
+                return Err(Failure::Usage(
+                    "scan --alert: no alert channels configured; add a [channels.NAME] table to the configuration".into(),
+                ));
+            }
+            channels
+        }
+        None => Vec::new(),
+    };
     let sources = setup.key_sources(&args.key_fields);
     let inputs: Vec<Input> = args.files.iter().map(|f| Input::from_arg(f)).collect();
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
@@ -161,7 +169,7 @@ pub fn run(args: &ScanArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         Ok(()) => {}
     }
     match args.alert {
-        Some(wait) => super::alerts::scan_alert(&setup, &findings, &names, wait),
+        Some(wait) => super::alerts::scan_alert(&setup, channels, &findings, &names, wait),
         None => Ok(()),
     }
 }

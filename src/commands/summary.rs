@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::scan::OutputKind;
 use super::status::{open, parse_day};
 use super::{Common, Failure, Setup};
-use crate::alert::channels::retry_policy;
+use crate::alert::channels::{Channel, retry_policy};
 use crate::deliver::send::Sender;
 use crate::detect::{Finding, Severity};
 use crate::output::daily::{Daily, History, KeyBrief};
@@ -141,7 +141,8 @@ pub fn summary(
 ) -> Result<(), Failure> {
     let setup = Setup::load(common)?;
     let day = parse_day(day, &setup.zone)?;
-    if send && !setup.channels()?.iter().any(|c| c.summary) {
+    let channels = if send { setup.channels()? } else { Vec::new() };
+    if send && !channels.iter().any(|c| c.summary) {
         return Err(Failure::Usage(
             "summary --send: no channel takes summaries; set summary = true in a [channels.NAME] table".into(),
         ));
@@ -175,8 +176,8 @@ pub fn summary(
         .map_err(|e| Failure::Io(format!("standard output: {e}")))?;
     if send {
         let mut store = Store::open(&setup.state_dir).map_err(db)?;
-        let queued = queue(&setup, &mut store, &loaded, true)?;
-        let mut sender = Sender::new(store, setup.channels()?, retry_policy(&setup.config.alerts));
+        let queued = queue(&setup, &channels, &mut store, &loaded, true)?;
+        let mut sender = Sender::new(store, channels, retry_policy(&setup.config.alerts));
         let left = sender
             .drain(Instant::now() + Duration::from_secs(60))
             .map_err(db)?;
@@ -192,11 +193,11 @@ pub fn summary(
 /// sent in the same transaction that queues it. Returns the notices queued.
 pub fn queue(
     setup: &Setup,
+    channels: &[Channel],
     store: &mut Store,
     loaded: &Loaded,
     forced: bool,
 ) -> Result<usize, Failure> {
-    let channels = setup.channels()?;
     let daily = loaded.daily(setup);
     let json = loaded.json(setup)?;
     let now = chrono::Utc::now().timestamp_millis();
@@ -230,13 +231,13 @@ fn day_number(day: NaiveDate) -> i64 {
 /// For `watch`: queues yesterday's summary once the configured local time
 /// has passed today, unless it was queued before (by this process or an
 /// earlier one). `None` before the time; then whether it queued now.
-pub fn scheduled(setup: &Setup, store: &mut Store, now_ms: i64) -> Result<Option<bool>, Failure> {
-    let at = setup.config.summary.send_at.as_deref().unwrap_or("07:00");
-    let Ok(at) = chrono::NaiveTime::parse_from_str(at, "%H:%M") else {
-        return Err(Failure::Usage(format!(
-            "summary.send_at {at:?}: expected HH:MM, such as 07:00"
-        )));
-    };
+pub fn scheduled(
+    setup: &Setup,
+    channels: &[Channel],
+    store: &mut Store,
+    now_ms: i64,
+) -> Result<Option<bool>, Failure> {
+    let at = setup.config.summary.send_time();
     let today = setup.zone.day_of(now_ms);
     if setup.zone.local_time(now_ms) < at {
         return Ok(None);
@@ -246,7 +247,7 @@ pub fn scheduled(setup: &Setup, store: &mut Store, now_ms: i64) -> Result<Option
         return Ok(Some(false));
     }
     let loaded = Loaded::load(store, setup, yesterday)?;
-    Ok(Some(queue(setup, store, &loaded, false)? > 0))
+    Ok(Some(queue(setup, channels, store, &loaded, false)? > 0))
 }
 
 /// A stored alert as a finding, for the summary of the days it spans.
@@ -268,13 +269,7 @@ fn stored_finding(row: &crate::alert::AlertRow) -> Option<Finding> {
         )),
         _ => None,
     };
-    let severity = match a.severity.as_str() {
-        "critical" => Severity::Critical,
-        "high" => Severity::High,
-        "medium" => Severity::Medium,
-        "low" => Severity::Low,
-        _ => Severity::Info,
-    };
+    let severity = Severity::parse(&a.severity).unwrap_or(Severity::Info);
     Some(Finding {
         rule,
         severity,

@@ -182,7 +182,7 @@ fn follow(
     })?;
     let mut analyzer = Analyzer::new(&engine);
     let mut alerting = super::alerts::Alerting::start(&setup, &store)?;
-    let summaries = setup.channels()?.iter().any(|c| c.summary);
+    let summaries = alerting.alerter.channels().iter().any(|c| c.summary);
     let mut last_schedule_check: Option<Instant> = None;
     // The summary waits until the files were read to their ends and
     // committed, so a restart's backlog is in it.
@@ -352,7 +352,7 @@ fn follow(
         {
             last_schedule_check = Some(Instant::now());
             let now = chrono::Utc::now().timestamp_millis();
-            match super::summary::scheduled(&setup, &mut store, now) {
+            match super::summary::scheduled(&setup, alerting.alerter.channels(), &mut store, now) {
                 Ok(Some(true)) => {
                     eprintln!("keywatch: yesterday's summary queued for its channels");
                     alerting.wake();

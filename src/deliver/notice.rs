@@ -130,6 +130,22 @@ fn plural(n: u64, word: &str) -> String {
     }
 }
 
+/// A Teams message holding one Adaptive Card with these body elements.
+pub fn teams_card(body: Vec<Value>) -> Value {
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "body": body,
+            },
+        }],
+    })
+}
+
 /// Why a rule's alert matters, in one sentence.
 pub fn why(rule: &str) -> &'static str {
     match rule {
@@ -398,18 +414,7 @@ impl Notice {
             budget -= text.len();
             body.push(json!({"type": "TextBlock", "wrap": true, "text": text}));
         }
-        json!({
-            "type": "message",
-            "attachments": [{
-                "contentType": "application/vnd.microsoft.card.adaptive",
-                "content": {
-                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                    "type": "AdaptiveCard",
-                    "version": "1.4",
-                    "body": body,
-                },
-            }],
-        })
+        teams_card(body)
     }
 }
 

@@ -181,7 +181,7 @@ pub struct Hygiene {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FindingBrief {
     pub rule: String,
-    pub severity: String,
+    pub severity: crate::detect::Severity,
     #[serde(flatten)]
     pub key: Option<KeyBrief>,
     pub client: Option<String>,
@@ -232,16 +232,6 @@ fn shown_order(a: &KeyBrief, b: &KeyBrief) -> std::cmp::Ordering {
         &b.key,
         &b.key_id,
     ))
-}
-
-fn severity_rank(s: &str) -> u8 {
-    match s {
-        "critical" => 4,
-        "high" => 3,
-        "medium" => 2,
-        "low" => 1,
-        _ => 0,
-    }
 }
 
 fn q(u: &KeyUsage, p: f64) -> Option<f64> {
@@ -478,7 +468,7 @@ impl Daily {
                     index.insert((f.rule, key_id, client), findings.len());
                     findings.push(FindingBrief {
                         rule: f.rule.to_owned(),
-                        severity: f.severity.as_str().to_owned(),
+                        severity: f.severity,
                         key: key_id.map(|k| brief(&k)),
                         client: client.map(str::to_owned),
                         count: f.count,
@@ -488,8 +478,8 @@ impl Daily {
             }
         }
         findings.sort_by(|a, b| {
-            severity_rank(&b.severity)
-                .cmp(&severity_rank(&a.severity))
+            b.severity
+                .cmp(&a.severity)
                 .then(a.rule.cmp(&b.rule))
                 .then(
                     a.key

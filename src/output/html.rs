@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use super::daily::{CHART_KEYS, Daily, KeyBrief};
+use super::daily::{CHART_KEYS, Counted, Daily, KeyBrief};
 use crate::deliver::safe;
 
 const COLOURS: [&str; 7] = [
@@ -205,31 +205,10 @@ fn day(h: &mut String, d: &Daily) {
                 e(&k.findings.join(", "))
             );
         }
-        h.push_str("</div><b class=\"f\">Top endpoints</b><ul class=\"f\">");
-        for c in &k.top_endpoints {
-            let _ = write!(
-                h,
-                "<li><span class=\"m\">{}</span> {}</li>",
-                e(&c.value),
-                num(c.requests)
-            );
-        }
-        if k.top_endpoints_other > 0 {
-            let _ = write!(h, "<li>other {}</li>", num(k.top_endpoints_other));
-        }
-        h.push_str("</ul><b class=\"f\">Top clients</b><ul class=\"f\">");
-        for c in &k.top_clients {
-            let _ = write!(
-                h,
-                "<li><span class=\"m\">{}</span> {}</li>",
-                e(&c.value),
-                num(c.requests)
-            );
-        }
-        if k.top_clients_other > 0 {
-            let _ = write!(h, "<li>other {}</li>", num(k.top_clients_other));
-        }
-        h.push_str("</ul></div>");
+        h.push_str("</div>");
+        top_list(h, "Top endpoints", &k.top_endpoints, k.top_endpoints_other);
+        top_list(h, "Top clients", &k.top_clients, k.top_clients_other);
+        h.push_str("</div>");
     }
     h.push_str("</div>");
 
@@ -267,14 +246,31 @@ fn day(h: &mut String, d: &Daily) {
                 "<tr><td title=\"{}\">{}</td><td class=\"sev-{}\">{}</td><td>{subject}</td><td>{}</td></tr>",
                 e(&f.message),
                 e(&f.rule),
-                e(&f.severity),
-                e(&f.severity),
+                f.severity.as_str(),
+                f.severity.as_str(),
                 num(f.count)
             );
         }
         h.push_str("</tbody></table></div>");
     }
     h.push_str("</section>");
+}
+
+/// A heading and a list of the top items with their requests, then the rest.
+fn top_list(h: &mut String, title: &str, items: &[Counted], other: u64) {
+    let _ = write!(h, "<b class=\"f\">{title}</b><ul class=\"f\">");
+    for c in items {
+        let _ = write!(
+            h,
+            "<li><span class=\"m\">{}</span> {}</li>",
+            e(&c.value),
+            num(c.requests)
+        );
+    }
+    if other > 0 {
+        let _ = write!(h, "<li>other {}</li>", num(other));
+    }
+    h.push_str("</ul>");
 }
 
 /// Stacked bars: the first keys one by one, the rest as one band.

@@ -127,7 +127,7 @@ pub fn render(days: &[Daily], out: &mut dyn Write) -> io::Result<()> {
                     m,
                     "- **{}** ({}) {subject}: {} times",
                     md(&f.rule),
-                    md(&f.severity),
+                    f.severity.as_str(),
                     f.count
                 );
             }

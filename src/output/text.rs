@@ -429,7 +429,9 @@ pub fn render_daily(
             writeln!(
                 out,
                 "  {:<8} {:<24} {subject} ×{}",
-                f.severity, f.rule, f.count
+                f.severity.as_str(),
+                f.rule,
+                f.count
             )?;
         }
         if d.findings.len() > 20 {

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use crate::detect::Detectors;
 use crate::format::{ErrorKind, LogFormat, ParseError, ParseScratch, Record};
-use crate::keys::{Exposure, Extractor, KeyId, KeyRef, KeyScratch};
+use crate::keys::{Exposure, Extractor, KeyScratch};
+use crate::request::{Evidence, KeyedRequest};
 use crate::url;
 use crate::usage::{Hit, Usage, distinct::client_tag};
 use crate::zone::{DayCutter, Zone};
@@ -27,25 +28,6 @@ pub struct Engine {
     pub max_line: usize,
     /// Which rules run.
     pub rules: crate::detect::RulesConfig,
-}
-
-/// Redacted URLs of a request that exposed a key, built only for such requests.
-pub struct Evidence {
-    /// `METHOD /path?query` with credential values redacted.
-    pub request: String,
-    pub referer: Option<String>,
-}
-
-/// A parsed request with its key attribution: what detectors and usage see.
-pub struct KeyedRequest<'a> {
-    pub rec: &'a Record<'a>,
-    pub key: Option<KeyRef>,
-    pub exposures: &'a [Exposure],
-    /// Third-party credentials and credential-named values in its URLs.
-    pub secrets: &'a [crate::keys::SecretHit],
-    /// The client address as a number ([`client_tag`]).
-    pub client: u128,
-    pub evidence: Option<&'a Evidence>,
 }
 
 /// Line counts of an input.
@@ -161,6 +143,7 @@ impl<'e> Analyzer<'e> {
         let evidence =
             (!self.exposures.is_empty() || !self.secrets.is_empty()).then(|| self.evidence(&rec));
         let client = rec.client.map_or(0, |c| client_tag(c.raw));
+        let scrub = &self.keys.scrub;
         let req = KeyedRequest {
             rec: &rec,
             key,
@@ -168,12 +151,13 @@ impl<'e> Analyzer<'e> {
             secrets: &self.secrets,
             client,
             evidence: evidence.as_ref(),
+            scrub,
         };
         let day = self.days.day(rec.time_ms);
         // Usage lists endpoints only of requests the API did not refuse.
         match rec.path {
             Some(p) if !matches!(rec.status, Some(401 | 403)) => {
-                crate::usage::top::endpoint(p.raw, &mut self.endpoint)
+                crate::usage::top::endpoint(p.raw, scrub, &mut self.endpoint)
             }
             _ => self.endpoint.clear(),
         }
@@ -229,26 +213,23 @@ impl<'e> Analyzer<'e> {
                 file: file.clone(),
                 line: line_no,
                 error,
-                preview: preview(line),
+                preview: self.engine.extractor.preview(line),
             });
         }
     }
 
+    /// The request and Referer of a line that exposed something, with every
+    /// credential redacted (see [`crate::keys::redact`]).
     fn evidence(&mut self, rec: &Record<'_>) -> Evidence {
         let ex = &self.engine.extractor;
-        let exposed: Vec<KeyId> = self
-            .exposures
-            .iter()
-            .map(|e| e.key.id)
-            .chain(self.secrets.iter().map(|h| h.key.id))
-            .collect();
+        let scrub = &self.keys.scrub;
         let path = rec.path.map(|p| p.decode()).unwrap_or_default();
         let query = rec.query.map(|q| q.decode());
         let method = rec
             .method
-            .map(|m| crate::format::escape::printable(&m.decode()))
+            .map(|m| scrub.scrub(&m.decode()))
             .unwrap_or_default();
-        let target = ex.redact_url(&path, query.as_deref(), &exposed, &mut self.keys);
+        let target = ex.redact_url(&path, query.as_deref(), scrub);
         let referer = rec.referer.map(|r| {
             let r = r.decode();
             let (p, q) = url::split_url(&r);
@@ -257,12 +238,13 @@ impl<'e> Analyzer<'e> {
                 .addr()
                 .saturating_sub(r.as_ptr().addr())
                 .min(r.len());
-            let mut head = crate::format::escape::printable(&r[..authority]);
-            if let Some(userinfo) = crate::keys::url_userinfo(&r) {
-                let userinfo = crate::format::escape::printable(userinfo);
-                head = head.replacen(&format!("{userinfo}@"), "[REDACTED]@", 1);
+            let mut head = r[..authority].to_vec();
+            if let Some(info) = crate::keys::extract::url_userinfo(&head) {
+                let at = info.as_ptr().addr() - head.as_ptr().addr();
+                let len = info.len();
+                head.splice(at..at + len, crate::keys::redact::REDACTED.bytes());
             }
-            head + &ex.redact_url(p, q, &exposed, &mut self.keys)
+            scrub.scrub(&head) + &ex.redact_url(p, q, scrub)
         });
         Evidence {
             request: if method.is_empty() {
@@ -289,40 +271,4 @@ impl<'e> Analyzer<'e> {
         let room = SKIPPED_KEPT.saturating_sub(self.skipped.len());
         self.skipped.extend(other.skipped.into_iter().take(room));
     }
-}
-
-/// The first 120 bytes of a line, printable, with every token that looks
-/// like a secret masked: a skipped line is shown to people, and it may hold a key.
-pub fn preview(line: &[u8]) -> String {
-    let head = &line[..line.len().min(120)];
-    let mut out = Vec::with_capacity(head.len() + 8);
-    let mut start = 0;
-    let is_sep = |b: u8| {
-        matches!(
-            b,
-            b' ' | b'"' | b'?' | b'&' | b'=' | b'/' | b',' | b':' | b'[' | b']' | b'{' | b'}'
-        )
-    };
-    for i in 0..=head.len() {
-        if i == head.len() || is_sep(head[i]) {
-            let tok = &head[start..i];
-            let cut = i == head.len() && line.len() > head.len();
-            if (cut && tok.len() >= 4)
-                || (tok.len() >= 12 && (url::looks_like_secret(tok) || tok.len() >= 32))
-            {
-                out.extend_from_slice(b"[REDACTED]");
-            } else {
-                out.extend_from_slice(tok);
-            }
-            if i < head.len() {
-                out.push(head[i]);
-            }
-            start = i + 1;
-        }
-    }
-    let mut s = crate::format::escape::printable(&out);
-    if line.len() > head.len() {
-        s.push('…');
-    }
-    s
 }

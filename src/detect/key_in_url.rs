@@ -7,7 +7,7 @@
 use super::tally::{Tallies, Tally};
 use super::{Detector, Finding, Severity, key_phrase};
 use crate::keys::{KeyId, Place};
-use crate::pipeline::KeyedRequest;
+use crate::request::KeyedRequest;
 use crate::usage::KeyLabel;
 
 #[derive(Default)]

@@ -7,13 +7,12 @@ pub mod key_in_url;
 pub mod ordered;
 pub mod revoked;
 pub mod secrets;
-pub mod shapes;
 pub mod tally;
 
 use serde::Serialize;
 
 use crate::keys::{KeyId, Place};
-use crate::pipeline::KeyedRequest;
+use crate::request::KeyedRequest;
 use crate::usage::KeyLabel;
 
 /// How urgent a finding is.

@@ -6,7 +6,7 @@
 use super::tally::{Tallies, Tally};
 use super::{Detector, Finding, Severity, key_phrase};
 use crate::keys::KeyId;
-use crate::pipeline::KeyedRequest;
+use crate::request::KeyedRequest;
 use crate::usage::KeyLabel;
 
 /// `extra` counts the requests the API accepted although the key is revoked.

@@ -8,7 +8,7 @@
 use super::tally::{Tallies, Tally};
 use super::{Detector, Finding, Severity};
 use crate::keys::{KeyId, Place};
-use crate::pipeline::KeyedRequest;
+use crate::request::KeyedRequest;
 use crate::usage::KeyLabel;
 
 /// Both rules share their bookkeeping; `PARAMS` picks which hits are theirs.

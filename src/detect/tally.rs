@@ -3,9 +3,8 @@
 
 use std::hash::Hash;
 
-use crate::format::escape::printable;
 use crate::hash::FastMap;
-use crate::pipeline::KeyedRequest;
+use crate::request::KeyedRequest;
 use crate::usage::{Distinct, KeyLabel};
 
 /// How many records one rule keeps; past this, new ones are only counted.
@@ -43,7 +42,7 @@ impl Tally {
             extra: 0,
             first_ms: t,
             last_ms: t,
-            first_client: req.rec.client.map(|c| printable(&c.decode())),
+            first_client: req.rec.client.map(|c| req.shown(&c.decode())),
             clients: Distinct::default(),
             evidence,
         }

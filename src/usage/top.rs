@@ -143,19 +143,38 @@ pub struct StoredTop<K> {
     pub dropped: bool,
 }
 
-/// A request path as an endpoint: ids, UUIDs, long hex, numbers and
-/// anything secret-looking in a segment become `{id}`, so `/v1/users/42`
-/// and `/v1/users/43` are one endpoint and no key in a path is shown. The
-/// query is not part of it. At most 80 characters.
-pub fn endpoint(path: &[u8], out: &mut String) {
+/// A request path (raw, as logged) as an endpoint: a segment that is or
+/// holds one of the line's credential values (`scrub`), or looks like a
+/// secret, becomes `{key}` (one `{key}` for a value that spans segments,
+/// such as base64 with `/`); ids, UUIDs, long hex and numbers become `{id}`,
+/// so `/v1/users/42` and `/v1/users/43` are one endpoint. The query is not
+/// part of it. At most 80 characters.
+pub fn endpoint(path: &[u8], scrub: &crate::keys::Scrubber, out: &mut String) {
     out.clear();
-    for seg in path.split(|&b| b == b'/').filter(|s| !s.is_empty()) {
+    let secret = scrub.find_plain(path);
+    let mut at = 0;
+    let mut last_secret: Option<usize> = None;
+    for seg in path.split(|&b| b == b'/') {
+        let (start, end) = (at, at + seg.len());
+        at = end + 1;
+        if seg.is_empty() {
+            continue;
+        }
+        // The range of a credential value this segment overlaps, if any.
+        let hit = secret.iter().position(|r| r.start < end && start < r.end);
+        if let Some(h) = hit {
+            if last_secret == Some(h) {
+                continue;
+            }
+        }
+        last_secret = hit;
         out.push('/');
         if out.len() > 80 {
             out.push('…');
             return;
         }
-        match classify(seg) {
+        match hit.map_or_else(|| classify(seg), |_| Segment::Key) {
+            Segment::Key => out.push_str("{key}"),
             Segment::Id => out.push_str("{id}"),
             // Printable ASCII (checked by `classify`): copied as is.
             Segment::Plain => out.push_str(std::str::from_utf8(seg).unwrap_or("?")),
@@ -168,24 +187,30 @@ pub fn endpoint(path: &[u8], out: &mut String) {
 }
 
 enum Segment {
+    Key,
     Id,
     Plain,
     Other,
 }
 
-/// One pass over a segment: an id, printable ASCII, or anything else.
+/// One pass over a segment: a secret-looking token, an id, printable ASCII,
+/// or anything else.
 fn classify(seg: &[u8]) -> Segment {
-    let (mut digits, mut hex, mut plain) = (0usize, true, true);
+    let (mut digits, mut hex, mut plain, mut escaped) = (0usize, true, true, false);
     for &b in seg {
         digits += usize::from(b.is_ascii_digit());
         hex &= b.is_ascii_hexdigit() || b == b'-';
         plain &= b.is_ascii_graphic() && b != b'\\';
+        escaped |= b == b'%' || b == b'\\';
     }
-    let id = seg.len() > 40
-        || digits == seg.len()
-        || (digits > 0 && hex && seg.len() >= 8)
-        || (digits >= 3 && digits * 3 >= seg.len())
-        || (seg.len() >= 16 && crate::url::looks_like_secret(seg));
+    // Numbers, hex and UUIDs are ids even when they look random.
+    if digits == seg.len() || (digits > 0 && hex && seg.len() >= 8) {
+        return Segment::Id;
+    }
+    if seg.len() >= 16 && secret_looking(seg, escaped) {
+        return Segment::Key;
+    }
+    let id = seg.len() > 40 || (digits >= 3 && digits * 3 >= seg.len());
     if id {
         Segment::Id
     } else if plain {
@@ -193,6 +218,24 @@ fn classify(seg: &[u8]) -> Segment {
     } else {
         Segment::Other
     }
+}
+
+/// Whether a segment (decoded when it is escaped) looks like a secret or
+/// has the shape of a known credential.
+fn secret_looking(seg: &[u8], escaped: bool) -> bool {
+    let looks = |v: &[u8]| {
+        crate::url::looks_like_secret(v) || crate::keys::shapes::secret_kind(v).is_some()
+    };
+    if looks(seg) {
+        return true;
+    }
+    if !escaped {
+        return false;
+    }
+    let mut nginx = Vec::new();
+    crate::format::escape::decode_escapes_into(seg, crate::format::escape::Escape::Nginx, &mut nginx);
+    let mut decoded = Vec::new();
+    looks(crate::url::percent_decode_into(&nginx, &mut decoded, false))
 }
 
 #[cfg(test)]
@@ -233,13 +276,13 @@ mod tests {
                 "/v1/items/3f2b1c9e-8a7d-4e6f-9b0a-1c2d3e4f5a6b",
                 "/v1/items/{id}",
             ),
-            ("/v1/keys/kwt_Zq8xP2mL9vB4nR7tY3wK6hJ1", "/v1/keys/{id}"),
+            ("/v1/keys/kwt_Zq8xP2mL9vB4nR7tY3wK6hJ1", "/v1/keys/{key}"),
             ("/health", "/health"),
             ("/", "/"),
             ("/v2/orders/ORD-2026-000123", "/v2/orders/{id}"),
             ("/v1/items/<script>", "/v1/items/<script>"),
         ] {
-            endpoint(path.as_bytes(), &mut s);
+            endpoint(path.as_bytes(), &crate::keys::Scrubber::default(), &mut s);
             assert_eq!(s, want, "{path}");
         }
     }

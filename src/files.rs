@@ -10,8 +10,9 @@
 //!   than a cap, and for secrets only when no one else may read it (as ssh
 //!   refuses a private key others can read).
 //!
-//! std has no `O_NOFOLLOW` or `O_EXCL` semantics of its own beyond
-//! `create_new`, so the flags come from libc.
+//! std has `O_EXCL` (`create_new`) but no `O_NOFOLLOW`; that flag, the
+//! effective user id and the umask come from rustix (already in the build
+//! through clap), so none of this needs `unsafe`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -32,17 +33,28 @@ pub const PEM_CAP: u64 = 4 * 1024 * 1024;
 /// The largest configuration file.
 pub const CONFIG_CAP: u64 = 4 * 1024 * 1024;
 
+/// The open flags of every file keywatch opens in its state directory:
+/// never through a symlink, never inherited by a child process.
+pub const NO_FOLLOW: i32 =
+    (rustix::fs::OFlags::NOFOLLOW.bits() | rustix::fs::OFlags::CLOEXEC.bits()) as i32;
+
 /// The effective user id of this process.
 pub fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
+}
+
+/// Makes every file and directory this process creates private to its
+/// owner, whatever umask it was started with (modes are also set exactly
+/// where files are made; this covers what libraries create).
+pub fn private_umask() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 /// Opens `path` for reading without following a symlink at its last component.
 pub fn open_nofollow(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(NO_FOLLOW)
         .open(path)
 }
 
@@ -58,7 +70,7 @@ pub fn write_private(dir: &Path, name: &str, content: &[u8]) -> io::Result<()> {
             .write(true)
             .create_new(true)
             .mode(PRIVATE_FILE)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(NO_FOLLOW)
             .open(&tmp)?;
         // The umask may have taken bits away, never added any; set it exactly.
         f.set_permissions(std::fs::Permissions::from_mode(PRIVATE_FILE))?;
@@ -80,7 +92,7 @@ pub fn create_private(path: &Path) -> io::Result<()> {
         .write(true)
         .create_new(true)
         .mode(PRIVATE_FILE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(NO_FOLLOW)
         .open(path)
     {
         Ok(f) => f.set_permissions(std::fs::Permissions::from_mode(PRIVATE_FILE)),

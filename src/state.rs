@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::files::{PRIVATE_DIR, PRIVATE_FILE, euid};
+use crate::files::{NO_FOLLOW, PRIVATE_DIR, PRIVATE_FILE, euid};
 
 /// The lock file writers hold; it holds the pid of the one holding it.
 pub const LOCK_FILE: &str = "keywatch.lock";
@@ -233,7 +233,7 @@ impl StateDir {
             .create(true)
             .truncate(false)
             .mode(PRIVATE_FILE)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(NO_FOLLOW)
             .open(&path)
             .map_err(io("opening its lock file"))?;
         match file.try_lock() {

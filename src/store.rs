@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use thiserror::Error;
 
 use crate::keys::{KeyId, MaskedKey};
+use crate::state::StateDir;
 use crate::usage::{DayUsage, Histogram, KeyLabel, KeyUsage, Usage};
 
 pub mod alerts;
@@ -55,6 +56,13 @@ pub enum StoreError {
         "store {path} has schema version {found}, newer than this keywatch ({SCHEMA_VERSION}); use a newer keywatch"
     )]
     TooNew { path: PathBuf, found: i64 },
+    #[error("{0}")]
+    State(String),
+    #[error("store {path}: {source}; check the state directory (--state) and its permissions")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("store {path}: {source}")]
     Sql {
         path: PathBuf,
@@ -208,14 +216,22 @@ fn u(v: i64) -> u64 {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `state_dir`.
+    /// Opens (creating if needed) the store in `state_dir`, which is created
+    /// or checked as private first (see [`crate::state`]). The database is
+    /// created 0600 before SQLite opens it, so its `-wal` and `-shm` files
+    /// get the same mode, and it is never opened through a symlink.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         let path = state_dir.join(DB_FILE);
-        std::fs::create_dir_all(state_dir).map_err(|e| StoreError::Open {
+        StateDir::open(state_dir).map_err(|e| StoreError::State(e.to_string()))?;
+        crate::files::create_private(&path).map_err(|source| StoreError::Create {
             path: path.clone(),
-            source: rusqlite::Error::InvalidPath(state_dir.join(e.to_string())),
+            source,
         })?;
-        let conn = Connection::open(&path).map_err(|source| StoreError::Open {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let conn = Connection::open_with_flags(&path, flags).map_err(|source| StoreError::Open {
             path: path.clone(),
             source,
         })?;
@@ -231,14 +247,20 @@ impl Store {
     }
 
     /// Opens an existing store read-only (for `status` and `summary`): no
-    /// migration, no write, so it never stands in the daemon's way.
+    /// migration, no write, so it never stands in the daemon's way. The
+    /// state directory is checked (never changed) first.
     pub fn open_existing(state_dir: &Path) -> Result<Option<Store>, StoreError> {
         let path = state_dir.join(DB_FILE);
-        if !path.exists() {
+        if StateDir::existing(state_dir)
+            .map_err(|e| StoreError::State(e.to_string()))?
+            .is_none()
+            || !path.exists()
+        {
             return Ok(None);
         }
-        let flags =
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let conn =
             Connection::open_with_flags(&path, flags).map_err(|source| StoreError::Open {
                 path: path.clone(),

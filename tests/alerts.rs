@@ -205,7 +205,11 @@ fn a_400_is_not_retried_and_a_410_disables_the_channel_until_it_changes() {
     // A changed setting enables it again; the queued notice goes out.
     configure(
         &kw,
-        &(webhook(&rx.url()) + "[channels.ops.headers]\nX-Receiver-Tag = \"keywatch\"\n"),
+        &(webhook(&rx.url())
+            + &format!(
+                "[channels.ops.headers]\nX-Receiver-Tag = \"{}\"\n",
+                kw.secret_file("tag", "keywatch")
+            )),
     );
     let o = run(
         &kw,
@@ -283,10 +287,10 @@ fn a_silent_receiver_times_out_and_a_notice_that_keeps_failing_expires() {
 }
 
 /// A chat channel of `kind` posting to `rx`, and the mail channel.
-fn chat_and_mail(kind: &str, rx: &HttpReceiver, smtp: &SmtpServer) -> String {
+fn chat_and_mail(kw: &Kw, kind: &str, rx: &HttpReceiver, smtp: &SmtpServer) -> String {
     format!(
         "[channels.chat]\ntype = \"{kind}\"\nurl = \"{}\"\n{}",
-        rx.url(),
+        kw.secret_file("chat-url", &rx.url()),
         email_channel(smtp.port(), "")
     )
 }
@@ -303,14 +307,13 @@ fn email_reaches_every_recipient_with_both_parts_and_no_key() {
     let smtp = SmtpServer::start();
     // Routing: security gets the leak, not the auth failures.
     let password = random_key("", 20);
-    let pw_file = kw.write("smtp-password", format!("{password}\n"));
+    let pw_ref = kw.secret_file("smtp-password", &format!("{password}\n"));
     configure(
         &kw,
         &email_channel(
             smtp.port(),
             &format!(
-                "rules = [\"key_in_url\", \"secret_in_url\"]\nusername = \"keywatch\"\npassword = \"file:{}\"\n",
-                pw_file.display()
+                "rules = [\"key_in_url\", \"secret_in_url\"]\nusername = \"keywatch\"\npassword = \"{pw_ref}\"\n"
             ),
         ),
     );
@@ -534,7 +537,7 @@ fn hostile_log_content_is_escaped_cut_and_still_valid() {
     let kw = Kw::new();
     let rx = HttpReceiver::start(&[]);
     let smtp = SmtpServer::start();
-    configure(&kw, &chat_and_mail("slack", &rx, &smtp));
+    configure(&kw, &chat_and_mail(&kw, "slack", &rx, &smtp));
     let key = random_key("kw_live_", 32);
     // nginx writes CR, LF and bytes it escapes as \xHH; the rest is as sent.
     let target = format!(
@@ -598,7 +601,7 @@ fn silences_mute_an_alert_and_alert_test_reports_each_channel() {
     let kw = Kw::new();
     let rx = HttpReceiver::start(&[]);
     let smtp = SmtpServer::start();
-    configure(&kw, &chat_and_mail("discord", &rx, &smtp));
+    configure(&kw, &chat_and_mail(&kw, "discord", &rx, &smtp));
     let key = random_key("kw_live_", 32);
     let log = kw.write("access.log", url_line(&key) + "\n");
     let o = run(

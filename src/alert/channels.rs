@@ -338,7 +338,10 @@ pub fn retry_policy(c: &AlertsConfig) -> RetryPolicy {
 }
 
 /// Reads a secret setting: `env:NAME` or `file:PATH` (one trailing newline
-/// dropped). A literal value is refused so no secret ends up in the file.
+/// dropped). A literal value is refused so no secret ends up in the file; a
+/// `file:` secret must be a regular file only its owner may read, of at most
+/// [`SECRET_CAP`](crate::files::SECRET_CAP) bytes. No error shows any of the
+/// value.
 pub fn read_secret(value: &str) -> Result<String, String> {
     if let Some(name) = value.strip_prefix("env:") {
         return match std::env::var(name) {
@@ -348,21 +351,75 @@ pub fn read_secret(value: &str) -> Result<String, String> {
             )),
         };
     }
+    if value.starts_with("file://") {
+        return Err(
+            "a file:// URL is not a secret reference; write file:/path/to/the/secret".into(),
+        );
+    }
     if let Some(path) = value.strip_prefix("file:") {
-        return std::fs::read_to_string(path)
-            .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-            .map_err(|e| format!("cannot read {path}: {e}"));
+        let bytes = crate::files::read_bounded(
+            std::path::Path::new(path),
+            crate::files::SECRET_CAP,
+            crate::files::Named::Secret,
+        )?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("{path} is not UTF-8 text; a secret file holds one line of text"))?;
+        return Ok(text.trim_end_matches(['\n', '\r']).to_owned());
     }
     Err("secrets are not written in the configuration file; use env:NAME or file:PATH".into())
 }
 
-/// Reads a value that may be a secret reference or a literal.
-fn literal_or_secret(value: &str) -> Result<String, String> {
-    if value.starts_with("env:") || value.starts_with("file:") {
-        read_secret(value)
-    } else {
-        Ok(value.to_owned())
+/// Whether a setting is a secret reference rather than a literal.
+fn is_reference(value: &str) -> bool {
+    value.starts_with("env:") || (value.starts_with("file:") && !value.starts_with("file://"))
+}
+
+/// Hosts whose webhook URLs are themselves the credential.
+const CHAT_HOSTS: [&str; 7] = [
+    "hooks.slack.com",
+    "discord.com",
+    "discordapp.com",
+    "webhook.office.com",
+    "outlook.office.com",
+    "logic.azure.com",
+    "environment.api.powerplatform.com",
+];
+
+/// Why a literal URL may not be written in the configuration, if it may not.
+fn literal_url_problem(kind: ChannelKind, url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    if matches!(kind, ChannelKind::Slack | ChannelKind::Discord | ChannelKind::Teams) {
+        return Some(format!(
+            "a {} webhook URL is the credential itself; put it in an environment variable or a file and write url = \"env:NAME\" or \"file:PATH\"",
+            kind.as_str()
+        ));
     }
+    if authority.contains('@') {
+        return Some(format!(
+            "{scheme}://…@{host}: a user name or password in the URL is a secret; use a header with a secret reference, or url = \"env:NAME\""
+        ));
+    }
+    if CHAT_HOSTS.iter().any(|h| host == *h || host.ends_with(&format!(".{h}"))) {
+        return Some(format!(
+            "{scheme}://{host} URLs are credentials themselves; write url = \"env:NAME\" or \"file:PATH\""
+        ));
+    }
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    for (name, value) in crate::url::query_pairs(query.as_bytes()) {
+        let mut buf = [0u8; 64];
+        let credential = crate::url::normalize_name(name, &mut buf)
+            .is_some_and(|n| crate::keys::sources::credential_named(n) || n == b"sig" || n == b"code");
+        if credential && !value.is_empty() {
+            return Some(format!(
+                "the URL's `{}` parameter carries a secret; write url = \"env:NAME\" or \"file:PATH\"",
+                String::from_utf8_lossy(name)
+            ));
+        }
+    }
+    None
 }
 
 /// `https://hooks.slack.com/services/T0/B0/xyz` → `https://hooks.slack.com`.
@@ -546,9 +603,10 @@ fn email_target(c: &ChannelConfig) -> Result<EmailTarget, Bad> {
             .collect::<Result<Vec<_>, _>>()?;
     let ca_pem = match &c.ca_file {
         None => None,
-        Some(p) => {
-            Some(std::fs::read(p).map_err(|e| ("ca_file", format!("{}: {e}", p.display())))?)
-        }
+        Some(p) => Some(
+            crate::files::read_bounded(p, crate::files::PEM_CAP, crate::files::Named::Public)
+                .map_err(|e| ("ca_file", e))?,
+        ),
     };
     Ok(EmailTarget {
         host,
@@ -579,13 +637,31 @@ fn http_target(c: &ChannelConfig) -> Result<HttpTarget, Bad> {
         "the receiver's URL is required (url = \"env:NAME\" keeps a secret URL out of this file)"
             .to_owned(),
     ))?;
-    let url = literal_or_secret(raw).map_err(|e| ("url", e))?;
+    let url = if is_reference(raw) {
+        read_secret(raw).map_err(|e| ("url", e))?
+    } else {
+        raw.to_owned()
+    };
     let url = url.trim().to_owned();
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
         return Err((
             "url",
-            format!("{}: only http:// and https:// URLs", shown_url(&url)),
+            if scheme.is_empty() || scheme.len() > 16 || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+                "only http:// and https:// URLs (or env:NAME, file:PATH)".to_owned()
+            } else {
+                format!("{scheme}: only http:// and https:// URLs (or env:NAME, file:PATH)")
+            },
         ));
+    }
+    if url.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(("url", "the URL holds a space or a control character".to_owned()));
+    }
+    if !is_reference(raw) {
+        if let Some(problem) = literal_url_problem(c.kind, &url) {
+            return Err(("url", problem));
+        }
     }
     let secret = match &c.secret {
         Some(s) => {
@@ -614,7 +690,15 @@ fn http_target(c: &ChannelConfig) -> Result<HttpTarget, Bad> {
         if OWN_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
             return Err(("headers", format!("{k} is set by keywatch itself")));
         }
-        let value = literal_or_secret(v).map_err(|e| ("headers", format!("{k}: {e}")))?;
+        if !is_reference(v) {
+            return Err((
+                "headers",
+                format!(
+                    "{k}: a header value is a secret more often than not; put it in an environment variable or a file and write {k} = \"env:NAME\" or \"file:PATH\""
+                ),
+            ));
+        }
+        let value = read_secret(v).map_err(|e| ("headers", format!("{k}: {e}")))?;
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
             return Err(("headers", format!("{k}: the value holds a line break")));
         }
@@ -631,12 +715,30 @@ fn http_target(c: &ChannelConfig) -> Result<HttpTarget, Bad> {
     })
 }
 
+/// A `file:` reference to a private file holding `value`, for tests (the
+/// directory lives as long as the returned guard).
+#[cfg(test)]
+pub(crate) fn secret_file(value: &str) -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret");
+    std::fs::write(&path, value).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let reference = format!("file:{}", path.display());
+    (dir, reference)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Vec<Channel>, String> {
         channels(&Config::parse(text)?)
+    }
+
+    fn slack(url: &str) -> Result<Vec<Channel>, String> {
+        let (_dir, reference) = secret_file(url);
+        parse(&format!("[channels.s]\ntype = \"slack\"\nurl = \"{reference}\"\n"))
     }
 
     #[test]
@@ -656,7 +758,7 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("channels.m.url: only for type"), "{err}");
-        let err = parse("\n[channels.s]\ntype = \"slack\"\nurl = \"https://hooks.example/a\"\nto = [\"a@b.c\"]\n")
+        let err = parse("\n[channels.s]\ntype = \"slack\"\nurl = \"env:X\"\nto = [\"a@b.c\"]\n")
             .err()
             .unwrap();
         assert!(err.starts_with("line 2: channels.s.to:"), "{err}");
@@ -693,13 +795,15 @@ mod tests {
 
     #[test]
     fn the_fingerprint_follows_the_settings() {
-        let a =
-            parse("[channels.s]\ntype = \"slack\"\nurl = \"https://hooks.example/a\"\n").unwrap();
-        let b =
-            parse("[channels.s]\ntype = \"slack\"\nurl = \"https://hooks.example/b\"\n").unwrap();
-        let a2 =
-            parse("[channels.s]\ntype = \"slack\"\nurl = \"https://hooks.example/a\"\n").unwrap();
-        assert_ne!(a[0].fingerprint, b[0].fingerprint);
-        assert_eq!(a[0].fingerprint, a2[0].fingerprint);
+        // The fingerprint digests the settings as written (never a secret's
+        // value): a different reference is a different channel.
+        let a = parse("[channels.s]\ntype = \"slack\"\nurl = \"env:PATH\"\n");
+        assert!(a.is_err(), "PATH is not a URL");
+        let (_d1, r1) = secret_file("https://hooks.example/a");
+        let (_d2, r2) = secret_file("https://hooks.example/b");
+        let with = |r: &str| parse(&format!("[channels.s]\ntype = \"slack\"\nurl = \"{r}\"\n")).unwrap();
+        assert_ne!(with(&r1)[0].fingerprint, with(&r2)[0].fingerprint);
+        assert_eq!(with(&r1)[0].fingerprint, with(&r1)[0].fingerprint);
+        assert!(slack("https://hooks.example/a").is_ok());
     }
 }

@@ -415,8 +415,9 @@ mod tests {
     const MIN: i64 = 60_000;
 
     fn channel(extra: &str) -> Vec<Channel> {
+        let (_dir, url) = channels::secret_file("https://hooks.example/a");
         let text = format!(
-            "[alerts]\ngroup_wait = \"30s\"\ngroup_interval = \"5m\"\nrepeat_interval = \"4h\"\n[channels.ops]\ntype = \"slack\"\nurl = \"https://hooks.example/a\"\n{extra}"
+            "[alerts]\ngroup_wait = \"30s\"\ngroup_interval = \"5m\"\nrepeat_interval = \"4h\"\n[channels.ops]\ntype = \"slack\"\nurl = \"{url}\"\n{extra}"
         );
         channels::channels(&Config::parse(&text).unwrap()).unwrap()
     }

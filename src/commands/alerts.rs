@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Common, Failure, Setup, ensure_dir};
+use super::{Common, Failure, Setup};
 use crate::alert::channels::{Channel, retry_policy};
 use crate::alert::{Alerter, Evaluation};
 use crate::deliver::notice::{Alert, Notice, State};
@@ -154,7 +154,8 @@ pub fn scan_alert(
     names: &[String],
     wait: Duration,
 ) -> Result<(), Failure> {
-    ensure_dir(&setup.state_dir)?;
+    // The alerter's group records are the writer's: not while watch runs.
+    let (_state, _lock) = setup.lock_state()?;
     let mut store = Store::open(&setup.state_dir).map_err(db)?;
     let now = now_ms();
     let silences = store.silences(now, false).map_err(db)?;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{self, Config};
 use crate::format::{self, LogFormat};
 use crate::keys::{Extractor, KeySecret, KeySources, SecretError};
+use crate::state::{StateDir, StateError, WriterLock};
 use crate::zone::Zone;
 
 /// Why a command failed, and so which exit status it ends with.
@@ -154,10 +155,9 @@ impl Setup {
             &self.state_dir,
         )
         .map_err(|e| match e {
-            SecretError::EnvTooShort | SecretError::FileTooShort { .. } => {
-                Failure::Usage(e.to_string())
-            }
-            _ => Failure::Io(e.to_string()),
+            SecretError::Create { .. } => Failure::Io(e.to_string()),
+            SecretError::State(s) => state_failure(s),
+            _ => Failure::Usage(e.to_string()),
         })?;
         self.extractor_with(&secret, sources)
     }
@@ -174,18 +174,17 @@ impl Setup {
         let revoked = &self.config.rules.revoked_key_in_use;
         let mut ids = revoked.ids.clone();
         if let Some(file) = &revoked.ids_file {
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                Failure::Usage(format!(
-                    "rules.revoked_key_in_use.ids_file {}: {e}",
-                    file.display()
-                ))
-            })?;
+            let bytes =
+                crate::files::read_bounded(file, crate::files::LIST_CAP, crate::files::Named::Public)
+                    .map_err(|e| Failure::Usage(format!("rules.revoked_key_in_use.ids_file: {e}")))?;
+            let text = String::from_utf8_lossy(&bytes);
             for (n, line) in text.lines().enumerate() {
                 let id = line.split('#').next().unwrap_or("").trim();
                 if !id.is_empty() {
                     if id.parse::<crate::keys::KeyId>().is_err() {
+                        // Never echoed: a raw key listed by mistake would be shown.
                         return Err(Failure::Usage(format!(
-                            "{} line {}: {id:?} is not a key id (16 hex characters)",
+                            "rules.revoked_key_in_use.ids_file {} line {}: not a key id (16 hex characters, as keywatch prints them); list key ids, never the keys themselves",
                             file.display(),
                             n + 1
                         )));
@@ -235,8 +234,26 @@ fn normalized(name: &str) -> String {
         .unwrap_or_else(|| name.to_ascii_lowercase())
 }
 
-/// The state directory exists or can be made.
-pub fn ensure_dir(p: &Path) -> Result<(), Failure> {
-    std::fs::create_dir_all(p)
-        .map_err(|e| Failure::Io(format!("state directory {}: {e}", p.display())))
+/// A state directory that cannot be used: exit status 2 when it is a
+/// setting to fix (refused, locked), 1 when the disk failed.
+pub fn state_failure(e: StateError) -> Failure {
+    match e {
+        StateError::Io { .. } => Failure::Io(e.to_string()),
+        _ => Failure::Usage(e.to_string()),
+    }
+}
+
+/// The state directory exists (made 0700 if not) and may be used.
+pub fn ensure_dir(p: &Path) -> Result<StateDir, Failure> {
+    StateDir::open(p).map_err(state_failure)
+}
+
+impl Setup {
+    /// The state directory, checked, with its writer's lock held: the one
+    /// process that counts into the store and delivers from it.
+    pub fn lock_state(&self) -> Result<(StateDir, WriterLock), Failure> {
+        let dir = ensure_dir(&self.state_dir)?;
+        let lock = dir.lock().map_err(state_failure)?;
+        Ok((dir, lock))
+    }
 }

@@ -175,6 +175,20 @@ pub fn summary(
         .and_then(|()| out.flush())
         .map_err(|e| Failure::Io(format!("standard output: {e}")))?;
     if send {
+        let state = super::ensure_dir(&setup.state_dir)?;
+        let lock = match state.lock() {
+            Ok(lock) => Some(lock),
+            // `watch` holds the state: it delivers what is queued.
+            Err(crate::state::StateError::Locked { pid, .. }) => {
+                let mut store = Store::open(&setup.state_dir).map_err(db)?;
+                let queued = queue(&setup, &channels, &mut store, &loaded, true)?;
+                eprintln!(
+                    "keywatch: summary of {day}: {queued} notice(s) queued; the running keywatch (pid {pid}) delivers them"
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(super::state_failure(e)),
+        };
         let mut store = Store::open(&setup.state_dir).map_err(db)?;
         let queued = queue(&setup, &channels, &mut store, &loaded, true)?;
         let mut sender = Sender::new(store, channels, retry_policy(&setup.config.alerts));
@@ -184,6 +198,7 @@ pub fn summary(
         eprintln!(
             "keywatch: summary of {day}: {queued} notice(s) queued; {left} still waiting for delivery"
         );
+        drop(lock);
     }
     Ok(())
 }

@@ -139,6 +139,9 @@ pub fn run(args: &WatchArgs) -> Result<(), Failure> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&signals.hup))
         .map_err(|e| Failure::Io(format!("signal handler: {e}")))?;
+    // One writer per state directory, for as long as this process runs
+    // (reloads included).
+    let (_state, _lock) = Setup::load(&args.common)?.lock_state()?;
     let page = crate::metrics::Page::default();
     if let Some(addr) = &args.metrics_listen {
         let bound = crate::metrics::serve(addr, page.clone())

@@ -160,7 +160,10 @@ impl Extractor {
             match (&n.id, &n.prefix) {
                 (Some(id), None) => {
                     let id = id.parse().map_err(|()| {
-                        format!("keys.names[{i}] ({shown}): id {id:?} is not 16 hex characters")
+                        format!(
+                            "keys.names[{i}] ({shown}): id {} is not 16 hex characters",
+                            mask(id.as_bytes(), &[])
+                        )
                     })?;
                     ex.names_by_id.insert(id, idx);
                 }
@@ -192,7 +195,12 @@ impl Extractor {
             let parsed = id
                 .trim()
                 .parse()
-                .map_err(|()| format!("{id:?} is not a key id (16 hex characters)"))?;
+                .map_err(|()| {
+                    format!(
+                        "{} is not a key id (16 hex characters, as keywatch prints them); list key ids, never the keys themselves",
+                        mask(id.as_bytes(), &[])
+                    )
+                })?;
             self.revoked_ids.insert(parsed);
         }
         self.revoked_prefixes = prefixes

@@ -34,6 +34,15 @@ impl Kw {
         p
     }
 
+    /// A private file (0600) holding `value`, as the configuration's
+    /// `file:` reference to it: how tests give keywatch a secret setting.
+    pub fn secret_file(&self, name: &str, value: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.write(name, value);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        format!("file:{}", p.display())
+    }
+
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_keywatch"));
         c.env_remove("KEYWATCH_KEY_SECRET")

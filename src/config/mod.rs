@@ -13,6 +13,8 @@ use thiserror::Error;
 use crate::format::Field;
 use crate::keys::KeyName;
 
+mod ranges;
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("config file {path}: {source}")]
@@ -102,8 +104,7 @@ pub struct KeysConfig {
 impl Config {
     /// Reads `path`; a missing file is an error only when `required`.
     pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
                 return Ok(Config::default());
             }
@@ -113,7 +114,17 @@ impl Config {
                     source,
                 });
             }
-        };
+            Ok(_) => {}
+        }
+        let bytes = crate::files::read_bounded(path, crate::files::CONFIG_CAP, crate::files::Named::Public)
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("not UTF-8 text (at byte {})", e.utf8_error().valid_up_to()),
+        })?;
         Config::parse(&text).map_err(|message| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -144,6 +155,7 @@ impl Config {
                 ));
             }
         }
+        ranges::check(&config, text)?;
         let mut config = config;
         config.tables = text
             .lines()

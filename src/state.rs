@@ -56,7 +56,9 @@ pub enum StateError {
     Writable { path: PathBuf, mode: u32 },
     #[error("{path} in the state directory is a symbolic link; remove it (keywatch makes it anew)")]
     FileSymlink { path: PathBuf },
-    #[error("another keywatch (pid {pid}) is writing to {path}; stop it first, or give this one its own --state")]
+    #[error(
+        "another keywatch (pid {pid}) is writing to {path}; stop it first, or give this one its own --state"
+    )]
     Locked { path: PathBuf, pid: String },
     #[error("state directory {path}: {what}: {source}; check its permissions or pass --state DIR")]
     Io {
@@ -189,7 +191,11 @@ impl StateDir {
         let mut tightened = Vec::new();
         if meta.mode() & 0o077 != 0 {
             set_mode(&self.path, PRIVATE_DIR)?;
-            tightened.push(format!("{} ({:04o})", self.path.display(), meta.mode() & 0o7777));
+            tightened.push(format!(
+                "{} ({:04o})",
+                self.path.display(),
+                meta.mode() & 0o7777
+            ));
         } else if meta.mode() & 0o700 != 0o700 {
             // A umask that took the owner's own bits away.
             set_mode(&self.path, PRIVATE_DIR)?;
@@ -298,10 +304,7 @@ mod tests {
         assert!(err.contains("chmod 700"), "{err}");
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&open, &link).unwrap();
-        assert!(matches!(
-            StateDir::open(&link),
-            Err(StateError::Symlink(_))
-        ));
+        assert!(matches!(StateDir::open(&link), Err(StateError::Symlink(_))));
         // Merely readable by others: tightened, not refused.
         let loose = dir.path().join("loose");
         std::fs::create_dir(&loose).unwrap();

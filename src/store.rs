@@ -231,10 +231,11 @@ impl Store {
             | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
             | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW;
-        let conn = Connection::open_with_flags(&path, flags).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        let conn =
+            Connection::open_with_flags(&path, flags).map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
         // Readers (`status`, `summary`) may hold the file for a moment: wait, do not fail.
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|source| StoreError::Open {
@@ -548,7 +549,10 @@ impl Store {
             .query_map(params![day.to_string()], |r| {
                 let key_id: String = r.get(0)?;
                 let masked: String = r.get(1)?;
-                let name: Option<String> = r.get(2)?;
+                // Names are shown: printable, whatever an older build stored.
+                let name: Option<String> = r
+                    .get::<_, Option<String>>(2)?
+                    .map(|n| crate::format::escape::printable(n.as_bytes()));
                 Ok((key_id, masked, name, row_usage(r, 3)?))
             })
             .map_err(self.sql())?;
@@ -598,7 +602,9 @@ impl Store {
                 Ok(KeySpan {
                     key_id: r.get(0)?,
                     masked: r.get(1)?,
-                    name: r.get(2)?,
+                    name: r
+                        .get::<_, Option<String>>(2)?
+                        .map(|n| crate::format::escape::printable(n.as_bytes())),
                     first: date(r.get(3)?),
                     last: date(r.get(4)?),
                 })
@@ -611,7 +617,16 @@ impl Store {
         self.rows(
             "SELECT key_id, masked, name, requests FROM usage WHERE day = ?1 AND key_id != '' AND key_id != '~other' ORDER BY requests DESC LIMIT ?2",
             params![day.to_string(), n as i64],
-            |r| Ok(TopKey { key_id: r.get(0)?, masked: r.get(1)?, name: r.get(2)?, requests: u(r.get(3)?) }),
+            |r| {
+                Ok(TopKey {
+                    key_id: r.get(0)?,
+                    masked: r.get(1)?,
+                    name: r
+                        .get::<_, Option<String>>(2)?
+                        .map(|n| crate::format::escape::printable(n.as_bytes())),
+                    requests: u(r.get(3)?),
+                })
+            },
         )
     }
 

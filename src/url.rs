@@ -68,11 +68,12 @@ pub fn normalize_name<'b>(raw: &[u8], buf: &'b mut [u8; 64]) -> Option<&'b [u8]>
     let mut i = 0;
     while i < raw.len() {
         let mut b = raw[i];
-        if b == b'%' && i + 2 < raw.len() {
-            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
-                b = h << 4 | l;
-                i += 2;
-            }
+        if b == b'%'
+            && i + 2 < raw.len()
+            && let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2]))
+        {
+            b = h << 4 | l;
+            i += 2;
         }
         i += 1;
         let upper = b.is_ascii_uppercase();

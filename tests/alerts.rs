@@ -675,7 +675,7 @@ fn channel_settings_are_checked_by_name_and_line() {
     let o = run(&kw, &[], &["check"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("config.toml: line 7: channels.ops.secret: secrets are not written in the configuration file"), "{err}");
+    assert!(err.contains("config.toml: line 10: channels.ops.secret: secrets are not written in the configuration file"), "{err}");
     configure(
         &kw,
         "[channels.ops]\ntype = \"webhook\"\nurl = \"env:KW_HOOK_URL\"\nsecret = \"env:KW_HOOK_SECRET\"\n",

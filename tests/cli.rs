@@ -465,7 +465,7 @@ fn large_files_scan_the_same_on_one_thread_and_many() {
             secs / 60 % 60,
             secs % 60
         );
-        let target = if i % 997 == 0 {
+        let target = if i.is_multiple_of(997) {
             format!("/v1/x?api_key={k}")
         } else {
             format!("/v1/items/{}", i % 1000)
@@ -477,7 +477,7 @@ fn large_files_scan_the_same_on_one_thread_and_many() {
             &target,
             status,
             "-",
-            if i % 9 == 0 { "-" } else { k },
+            if i.is_multiple_of(9) { "-" } else { k },
         ));
         text.push('\n');
         if i % 50_000 == 7 {

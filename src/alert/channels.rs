@@ -362,8 +362,9 @@ pub fn read_secret(value: &str) -> Result<String, String> {
             crate::files::SECRET_CAP,
             crate::files::Named::Secret,
         )?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| format!("{path} is not UTF-8 text; a secret file holds one line of text"))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            format!("{path} is not UTF-8 text; a secret file holds one line of text")
+        })?;
         return Ok(text.trim_end_matches(['\n', '\r']).to_owned());
     }
     Err("secrets are not written in the configuration file; use env:NAME or file:PATH".into())
@@ -391,7 +392,10 @@ fn literal_url_problem(kind: ChannelKind, url: &str) -> Option<String> {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit('@').next().unwrap_or(authority);
     let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
-    if matches!(kind, ChannelKind::Slack | ChannelKind::Discord | ChannelKind::Teams) {
+    if matches!(
+        kind,
+        ChannelKind::Slack | ChannelKind::Discord | ChannelKind::Teams
+    ) {
         return Some(format!(
             "a {} webhook URL is the credential itself; put it in an environment variable or a file and write url = \"env:NAME\" or \"file:PATH\"",
             kind.as_str()
@@ -402,7 +406,10 @@ fn literal_url_problem(kind: ChannelKind, url: &str) -> Option<String> {
             "{scheme}://…@{host}: a user name or password in the URL is a secret; use a header with a secret reference, or url = \"env:NAME\""
         ));
     }
-    if CHAT_HOSTS.iter().any(|h| host == *h || host.ends_with(&format!(".{h}"))) {
+    if CHAT_HOSTS
+        .iter()
+        .any(|h| host == *h || host.ends_with(&format!(".{h}")))
+    {
         return Some(format!(
             "{scheme}://{host} URLs are credentials themselves; write url = \"env:NAME\" or \"file:PATH\""
         ));
@@ -410,8 +417,9 @@ fn literal_url_problem(kind: ChannelKind, url: &str) -> Option<String> {
     let query = rest.split_once('?').map_or("", |(_, q)| q);
     for (name, value) in crate::url::query_pairs(query.as_bytes()) {
         let mut buf = [0u8; 64];
-        let credential = crate::url::normalize_name(name, &mut buf)
-            .is_some_and(|n| crate::keys::sources::credential_named(n) || n == b"sig" || n == b"code");
+        let credential = crate::url::normalize_name(name, &mut buf).is_some_and(|n| {
+            crate::keys::sources::credential_named(n) || n == b"sig" || n == b"code"
+        });
         if credential && !value.is_empty() {
             return Some(format!(
                 "the URL's `{}` parameter carries a secret; write url = \"env:NAME\" or \"file:PATH\"",
@@ -444,11 +452,18 @@ fn is_loopback(host: &str) -> bool {
 pub fn channels(config: &Config) -> Result<Vec<Channel>, String> {
     let mut out = Vec::new();
     for (name, c) in &config.channels {
-        let at = config
-            .table_line(&format!("channels.{name}"))
-            .map_or_else(String::new, |l| format!("line {l}: "));
-        let channel = resolve(name, c, &config.alerts)
-            .map_err(|(setting, msg)| format!("{at}channels.{name}.{setting}: {msg}"))?;
+        let channel = resolve(name, c, &config.alerts).map_err(|(setting, msg)| {
+            let table = format!("channels.{name}");
+            // A header's problem is on the header's own line.
+            let line = match msg.split_once(": ") {
+                Some((header, _)) if setting == "headers" && c.headers.contains_key(header) => {
+                    config.setting_line(&format!("{table}.headers"), header)
+                }
+                _ => config.setting_line(&table, setting),
+            };
+            let at = line.map_or_else(String::new, |l| format!("line {l}: "));
+            format!("{at}{table}.{setting}: {msg}")
+        })?;
         out.push(channel);
     }
     Ok(out)
@@ -648,7 +663,14 @@ fn http_target(c: &ChannelConfig) -> Result<HttpTarget, Bad> {
         let scheme = url.split_once(':').map_or("", |(s, _)| s);
         return Err((
             "url",
-            if scheme.is_empty() || scheme.len() > 16 || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+            // Nothing read from a secret reference is ever echoed.
+            if is_reference(raw)
+                || scheme.is_empty()
+                || scheme.len() > 16
+                || !scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+            {
                 "only http:// and https:// URLs (or env:NAME, file:PATH)".to_owned()
             } else {
                 format!("{scheme}: only http:// and https:// URLs (or env:NAME, file:PATH)")
@@ -656,12 +678,15 @@ fn http_target(c: &ChannelConfig) -> Result<HttpTarget, Bad> {
         ));
     }
     if url.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err(("url", "the URL holds a space or a control character".to_owned()));
+        return Err((
+            "url",
+            "the URL holds a space or a control character".to_owned(),
+        ));
     }
-    if !is_reference(raw) {
-        if let Some(problem) = literal_url_problem(c.kind, &url) {
-            return Err(("url", problem));
-        }
+    if !is_reference(raw)
+        && let Some(problem) = literal_url_problem(c.kind, &url)
+    {
+        return Err(("url", problem));
     }
     let secret = match &c.secret {
         Some(s) => {
@@ -738,7 +763,9 @@ mod tests {
 
     fn slack(url: &str) -> Result<Vec<Channel>, String> {
         let (_dir, reference) = secret_file(url);
-        parse(&format!("[channels.s]\ntype = \"slack\"\nurl = \"{reference}\"\n"))
+        parse(&format!(
+            "[channels.s]\ntype = \"slack\"\nurl = \"{reference}\"\n"
+        ))
     }
 
     #[test]
@@ -748,7 +775,7 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(err.starts_with("line 1: channels.ops.secret:"), "{err}");
+        assert!(err.starts_with("line 4: channels.ops.secret:"), "{err}");
         assert!(err.contains("env:NAME"), "{err}");
     }
 
@@ -761,7 +788,7 @@ mod tests {
         let err = parse("\n[channels.s]\ntype = \"slack\"\nurl = \"env:X\"\nto = [\"a@b.c\"]\n")
             .err()
             .unwrap();
-        assert!(err.starts_with("line 2: channels.s.to:"), "{err}");
+        assert!(err.starts_with("line 5: channels.s.to:"), "{err}");
     }
 
     #[test]
@@ -801,7 +828,8 @@ mod tests {
         assert!(a.is_err(), "PATH is not a URL");
         let (_d1, r1) = secret_file("https://hooks.example/a");
         let (_d2, r2) = secret_file("https://hooks.example/b");
-        let with = |r: &str| parse(&format!("[channels.s]\ntype = \"slack\"\nurl = \"{r}\"\n")).unwrap();
+        let with =
+            |r: &str| parse(&format!("[channels.s]\ntype = \"slack\"\nurl = \"{r}\"\n")).unwrap();
         assert_ne!(with(&r1)[0].fingerprint, with(&r2)[0].fingerprint);
         assert_eq!(with(&r1)[0].fingerprint, with(&r1)[0].fingerprint);
         assert!(slack("https://hooks.example/a").is_ok());

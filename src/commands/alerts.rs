@@ -289,14 +289,14 @@ pub fn test(common: &Common, only: Option<&str>, out: &mut dyn Write) -> Result<
             "alert-test: no alert channels configured; add a [channels.NAME] table to the configuration".into(),
         ));
     }
-    if let Some(name) = only {
-        if !channels.iter().any(|c| c.name == name) {
-            let all: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
-            return Err(Failure::Usage(format!(
-                "--channel {name}: no such channel; configured: {}",
-                all.join(", ")
-            )));
-        }
+    if let Some(name) = only
+        && !channels.iter().any(|c| c.name == name)
+    {
+        let all: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
+        return Err(Failure::Usage(format!(
+            "--channel {name}: no such channel; configured: {}",
+            all.join(", ")
+        )));
     }
     let now = now_ms();
     let stamp = setup.zone.rfc3339(now);

@@ -174,9 +174,12 @@ impl Setup {
         let revoked = &self.config.rules.revoked_key_in_use;
         let mut ids = revoked.ids.clone();
         if let Some(file) = &revoked.ids_file {
-            let bytes =
-                crate::files::read_bounded(file, crate::files::LIST_CAP, crate::files::Named::Public)
-                    .map_err(|e| Failure::Usage(format!("rules.revoked_key_in_use.ids_file: {e}")))?;
+            let bytes = crate::files::read_bounded(
+                file,
+                crate::files::LIST_CAP,
+                crate::files::Named::Public,
+            )
+            .map_err(|e| Failure::Usage(format!("rules.revoked_key_in_use.ids_file: {e}")))?;
             let text = String::from_utf8_lossy(&bytes);
             for (n, line) in text.lines().enumerate() {
                 let id = line.split('#').next().unwrap_or("").trim();

@@ -303,10 +303,10 @@ fn follow(
                 last_poll = Instant::now();
                 touched = None;
             }
-            if let Some(t) = &touched {
-                if t.iter().any(|p| !streams.contains_key(p)) {
-                    touched = None;
-                }
+            if let Some(t) = &touched
+                && t.iter().any(|p| !streams.contains_key(p))
+            {
+                touched = None;
             }
             for (path, s) in &mut streams {
                 if touched.as_ref().is_some_and(|t| !t.contains(path)) {

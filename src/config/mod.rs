@@ -51,6 +51,9 @@ pub struct Config {
     /// Each `[table]` header of the file and its line, for messages.
     #[serde(skip)]
     tables: Vec<(String, usize)>,
+    /// The file as read, for the line of a setting in messages.
+    #[serde(skip)]
+    text: String,
 }
 
 /// `[summary]`: the daily summary.
@@ -116,11 +119,12 @@ impl Config {
             }
             Ok(_) => {}
         }
-        let bytes = crate::files::read_bounded(path, crate::files::CONFIG_CAP, crate::files::Named::Public)
-            .map_err(|message| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message,
-            })?;
+        let bytes =
+            crate::files::read_bounded(path, crate::files::CONFIG_CAP, crate::files::Named::Config)
+                .map_err(|message| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message,
+                })?;
         let text = String::from_utf8(bytes).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),
             message: format!("not UTF-8 text (at byte {})", e.utf8_error().valid_up_to()),
@@ -148,15 +152,16 @@ impl Config {
             }
         })?;
         config.json_field_overrides()?;
-        if let Some(at) = &config.summary.send_at {
-            if parse_time(at).is_none() {
-                return Err(format!(
-                    "summary.send_at: {at:?} is not a time; write it as HH:MM, such as \"07:00\""
-                ));
-            }
+        if let Some(at) = &config.summary.send_at
+            && parse_time(at).is_none()
+        {
+            return Err(format!(
+                "summary.send_at: {at:?} is not a time; write it as HH:MM, such as \"07:00\""
+            ));
         }
         ranges::check(&config, text)?;
         let mut config = config;
+        config.text = text.to_owned();
         config.tables = text
             .lines()
             .enumerate()
@@ -167,6 +172,11 @@ impl Config {
             })
             .collect();
         Ok(config)
+    }
+
+    /// The line of `key` in `[table]`, else of the table's header.
+    pub fn setting_line(&self, table: &str, key: &str) -> Option<usize> {
+        ranges::setting_line(&self.text, table, key).or_else(|| self.table_line(table))
     }
 
     /// The line of a `[table]` header (`channels.ops`), if the file has one.

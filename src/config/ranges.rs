@@ -31,7 +31,11 @@ impl Checks {
 
     fn int(&mut self, table: &str, key: &str, v: u64, min: u64, max: u64) {
         if v < min || v > max {
-            self.bad(table, key, format!("{v} is out of range; use {min} to {max}"));
+            self.bad(
+                table,
+                key,
+                format!("{v} is out of range; use {min} to {max}"),
+            );
         }
     }
 
@@ -48,14 +52,19 @@ impl Checks {
     }
 
     fn dur(&mut self, table: &str, key: &str, v: Option<Dur>, min: Duration, max: Duration) {
-        if let Some(Dur(d)) = v {
-            if d < min || d > max {
-                self.bad(
-                    table,
-                    key,
-                    format!("{} is out of range; use {} to {}", show(d), show(min), show(max)),
-                );
-            }
+        if let Some(Dur(d)) = v
+            && (d < min || d > max)
+        {
+            self.bad(
+                table,
+                key,
+                format!(
+                    "{} is out of range; use {} to {}",
+                    show(d),
+                    show(min),
+                    show(max)
+                ),
+            );
         }
     }
 
@@ -74,13 +83,13 @@ impl Checks {
 
 fn show(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 86_400_000 == 0 && ms > 0 {
+    if ms.is_multiple_of(86_400_000) && ms > 0 {
         format!("{}d", ms / 86_400_000)
-    } else if ms % 3_600_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -127,7 +136,11 @@ pub fn check(config: &Config, text: &str) -> Result<(), String> {
     for (i, n) in k.names.iter().enumerate() {
         let table = format!("keys.names[{i}]");
         if n.name.trim().is_empty() {
-            c.bad(&table, "name", "is empty; give the name shown next to the key".into());
+            c.bad(
+                &table,
+                "name",
+                "is empty; give the name shown next to the key".into(),
+            );
         }
     }
     let r = &config.rules;
@@ -141,7 +154,13 @@ pub fn check(config: &Config, text: &str) -> Result<(), String> {
     let t = "rules.rejected_key_repeated";
     let rr = &r.rejected_key_repeated;
     c.int(t, "min_rejections", rr.min_rejections.into(), 1, 1_000_000);
-    c.int(t, "window_minutes", rr.window_minutes.into(), 1, 7 * 24 * 60);
+    c.int(
+        t,
+        "window_minutes",
+        rr.window_minutes.into(),
+        1,
+        7 * 24 * 60,
+    );
     c.float(t, "min_share", rr.min_share, 0.0, 1.0, true);
     let t = "rules.key_rate_spike";
     let s = &r.key_rate_spike;
@@ -160,14 +179,44 @@ pub fn check(config: &Config, text: &str) -> Result<(), String> {
     }
     c.float(t, "mad_multiplier", s.mad_multiplier, 0.0, 100.0, false);
     let t = "rules.key_new_network";
-    c.int(t, "min_history_days", r.key_new_network.min_history_days.into(), 0, 365);
-    c.int(t, "lookback_days", r.key_new_network.lookback_days.into(), 1, 3650);
+    c.int(
+        t,
+        "min_history_days",
+        r.key_new_network.min_history_days.into(),
+        0,
+        365,
+    );
+    c.int(
+        t,
+        "lookback_days",
+        r.key_new_network.lookback_days.into(),
+        1,
+        3650,
+    );
     let t = "rules.key_fanout";
-    c.int(t, "min_networks", r.key_fanout.min_networks.into(), 1, 1_000_000);
+    c.int(
+        t,
+        "min_networks",
+        r.key_fanout.min_networks.into(),
+        1,
+        1_000_000,
+    );
     c.float(t, "factor", r.key_fanout.factor, 1.0, 1000.0, false);
     let t = "rules.key_shared";
-    c.int(t, "min_user_agents", r.key_shared.min_user_agents.into(), 1, 1_000_000);
-    c.int(t, "min_networks", r.key_shared.min_networks.into(), 1, 1_000_000);
+    c.int(
+        t,
+        "min_user_agents",
+        r.key_shared.min_user_agents.into(),
+        1,
+        1_000_000,
+    );
+    c.int(
+        t,
+        "min_networks",
+        r.key_shared.min_networks.into(),
+        1,
+        1_000_000,
+    );
     for p in &r.revoked_key_in_use.prefixes {
         if p.is_empty() || p.chars().any(char::is_control) {
             c.bad(
@@ -194,7 +243,11 @@ pub fn check(config: &Config, text: &str) -> Result<(), String> {
         if let Some(host) = &ch.host {
             c.text(&t, "host", host, "the mail server's name or address");
             if host.contains(char::is_whitespace) || host.len() > 253 {
-                c.bad(&t, "host", format!("{:?} is not a host name", host.escape_debug().to_string()));
+                c.bad(
+                    &t,
+                    "host",
+                    format!("{:?} is not a host name", host.escape_debug().to_string()),
+                );
             }
         }
         for (key, v) in [("username", &ch.username), ("from", &ch.from)] {
@@ -209,8 +262,8 @@ pub fn check(config: &Config, text: &str) -> Result<(), String> {
     let Some(p) = c.problems.into_iter().next() else {
         return Ok(());
     };
-    let line = setting_line(text, &p.table, &p.key)
-        .map_or_else(String::new, |l| format!("line {l}: "));
+    let line =
+        setting_line(text, &p.table, &p.key).map_or_else(String::new, |l| format!("line {l}: "));
     Err(format!("{line}{}.{}: {}", p.table, p.key, p.message))
 }
 
@@ -238,7 +291,7 @@ fn pacing(c: &mut Checks, t: &str, a: &crate::alert::channels::AlertsConfig) {
 }
 
 /// The line of `key` in `[table]` (or written dotted, `table.key = …`).
-fn setting_line(text: &str, table: &str, key: &str) -> Option<usize> {
+pub(super) fn setting_line(text: &str, table: &str, key: &str) -> Option<usize> {
     let header = |l: &str| {
         let l = l.trim();
         l.starts_with('[').then(|| {
@@ -293,20 +346,49 @@ mod tests {
     #[test]
     fn nonsense_values_are_refused_with_line_setting_and_range() {
         for (text, want) in [
-            ("[rules.key_rate_spike]\nfactor = nan\n", "line 2: rules.key_rate_spike.factor: NaN is out of range"),
-            ("[rules.key_rate_spike]\nfactor = -1.0\n", "line 2: rules.key_rate_spike.factor: -1 is out of range"),
-            ("[rules.rejected_key_repeated]\n\nmin_share = 2.0\n", "line 3: rules.rejected_key_repeated.min_share: 2 is out of range; use a number more than 0 up to 1"),
-            ("[rules.rejected_key_repeated]\nwindow_minutes = 0\n", "line 2: rules.rejected_key_repeated.window_minutes: 0 is out of range; use 1 to 10080"),
-            ("[alerts]\nretry_initial = \"30m\"\nretry_max = \"10s\"\n", "line 3: alerts.retry_max: retry_initial (30m) is above retry_max (10s)"),
+            (
+                "[rules.key_rate_spike]\nfactor = nan\n",
+                "line 2: rules.key_rate_spike.factor: NaN is out of range",
+            ),
+            (
+                "[rules.key_rate_spike]\nfactor = -1.0\n",
+                "line 2: rules.key_rate_spike.factor: -1 is out of range",
+            ),
+            (
+                "[rules.rejected_key_repeated]\n\nmin_share = 2.0\n",
+                "line 3: rules.rejected_key_repeated.min_share: 2 is out of range; use a number more than 0 up to 1",
+            ),
+            (
+                "[rules.rejected_key_repeated]\nwindow_minutes = 0\n",
+                "line 2: rules.rejected_key_repeated.window_minutes: 0 is out of range; use 1 to 10080",
+            ),
+            (
+                "[alerts]\nretry_initial = \"30m\"\nretry_max = \"10s\"\n",
+                "line 3: alerts.retry_max: retry_initial (30m) is above retry_max (10s)",
+            ),
             ("[keys]\nprefixes = [\"\"]\n", "line 2: keys.prefixes: \"\""),
-            ("[rules.revoked_key_in_use]\nprefixes = [\"\"]\n", "line 2: rules.revoked_key_in_use.prefixes"),
-            ("[channels.m]\ntype = \"email\"\nport = 0\n", "line 3: channels.m.port: 0 is out of range; use 1 to 65535"),
-            ("[channels.m]\ntype = \"email\"\nhost = \"a\\r\\nRCPT TO:<x@y>\"\n", "line 3: channels.m.host: holds a line break"),
-            ("rules.key_bruteforce.capacity = 0\n", "line 1: rules.key_bruteforce.capacity: 0 is out of range"),
+            (
+                "[rules.revoked_key_in_use]\nprefixes = [\"\"]\n",
+                "line 2: rules.revoked_key_in_use.prefixes",
+            ),
+            (
+                "[channels.m]\ntype = \"email\"\nport = 0\n",
+                "line 3: channels.m.port: 0 is out of range; use 1 to 65535",
+            ),
+            (
+                "[channels.m]\ntype = \"email\"\nhost = \"a\\r\\nRCPT TO:<x@y>\"\n",
+                "line 3: channels.m.host: holds a line break",
+            ),
+            (
+                "rules.key_bruteforce.capacity = 0\n",
+                "line 1: rules.key_bruteforce.capacity: 0 is out of range",
+            ),
         ] {
             let e = err(text);
             assert!(e.starts_with(want), "{text:?}\n  got: {e}\n want: {want}");
         }
-        assert!(Config::parse("[rules.key_rate_spike]\nfactor = 4.0\nextreme_factor = 12.0\n").is_ok());
+        assert!(
+            Config::parse("[rules.key_rate_spike]\nfactor = 4.0\nextreme_factor = 12.0\n").is_ok()
+        );
     }
 }

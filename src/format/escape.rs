@@ -129,13 +129,13 @@ fn decode_json_into(raw: &[u8], out: &mut Vec<u8>) {
             i += 2;
             continue;
         }
-        if raw[i + 1] == b'u' {
-            if let Some((cp, used)) = json_code_point(&raw[i..]) {
-                let mut utf8 = [0u8; 4];
-                out.extend_from_slice(cp.encode_utf8(&mut utf8).as_bytes());
-                i += used;
-                continue;
-            }
+        if raw[i + 1] == b'u'
+            && let Some((cp, used)) = json_code_point(&raw[i..])
+        {
+            let mut utf8 = [0u8; 4];
+            out.extend_from_slice(cp.encode_utf8(&mut utf8).as_bytes());
+            i += used;
+            continue;
         }
         out.push(b'\\');
         i += 1;

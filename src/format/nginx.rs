@@ -214,13 +214,14 @@ impl NginxFormat {
                 }
                 directive::Piece::Variable(v) => v,
             };
-            if let Some((prev, lit)) = items.last() {
-                if lit.is_empty() && !prev.shape.self_delimiting() {
-                    return Err(FormatError::AdjacentVariables(
-                        prev.name.to_string(),
-                        var_name.to_string(),
-                    ));
-                }
+            if let Some((prev, lit)) = items.last()
+                && lit.is_empty()
+                && !prev.shape.self_delimiting()
+            {
+                return Err(FormatError::AdjacentVariables(
+                    prev.name.to_string(),
+                    var_name.to_string(),
+                ));
             }
             let (field, shape) = classify(var_name, key_vars, escape);
             items.push((
@@ -414,10 +415,10 @@ impl<'a> Matcher<'_, 'a, '_, '_> {
                     return self.fail(format.literal_error(at, Some(i), 0));
                 }
             };
-            if item.var.shape == Shape::Token {
-                if let Some(sp) = memchr::memchr(b' ', &self.line[pos..end]) {
-                    return self.fail(format.literal_error(pos + sp, Some(i), 0));
-                }
+            if item.var.shape == Shape::Token
+                && let Some(sp) = memchr::memchr(b' ', &self.line[pos..end])
+            {
+                return self.fail(format.literal_error(pos + sp, Some(i), 0));
             }
             if self.value(i, pos, end) {
                 return true;

@@ -321,7 +321,10 @@ impl Extractor {
             }
             s.value = cred;
         }
-        if let Some(u) = rec.user.filter(|_| source.is_none() && self.sources.remote_user) {
+        if let Some(u) = rec
+            .user
+            .filter(|_| source.is_none() && self.sources.remote_user)
+        {
             s.presented.extend_from_slice(&u.decode());
             s.scrub.add(&s.presented);
             source = Some(KeySource::RemoteUser);
@@ -335,7 +338,9 @@ impl Extractor {
         if let Some(p) = rec.path {
             let p = p.decode();
             // A proxy request's absolute target may carry user:password@.
-            self.userinfo(&p, Place::Path, s);
+            if p.first() != Some(&b'/') {
+                self.userinfo(&p, Place::Path, s);
+            }
             self.scan_path(&p, Place::Path, s);
         }
         if let Some(r) = rec.referer {
@@ -359,10 +364,10 @@ impl Extractor {
         // Parameter names are shown in messages; only now are all of the
         // line's values known.
         for hit in &mut s.secrets {
-            if let Some(p) = &hit.param {
-                if s.scrub.covers(p.as_bytes()) {
-                    hit.param = Some(s.scrub.scrub(p.as_bytes()));
-                }
+            if let Some(p) = &hit.param
+                && s.scrub.covers(p.as_bytes())
+            {
+                hit.param = Some(s.scrub.scrub(p.as_bytes()));
             }
         }
         Keyed {
@@ -390,7 +395,8 @@ impl Extractor {
         s.scrub.add(pass);
         let decoded = url::percent_decode_into(info, &mut s.decoded, false).to_vec();
         s.scrub.add(&decoded);
-        let token = pass.is_empty() && (url::looks_like_secret(user) || secret_kind(user).is_some());
+        let token =
+            pass.is_empty() && (url::looks_like_secret(user) || secret_kind(user).is_some());
         if !pass.is_empty() || token {
             let key = self.identify(info, s);
             s.secrets.push(SecretHit {
@@ -558,9 +564,13 @@ impl Extractor {
 /// percent-encoded).
 fn may_nest(raw: &[u8]) -> bool {
     memchr::memchr(b'=', raw).is_some()
-        || memchr::memmem::find(raw, b"%3D").is_some()
-        || memchr::memmem::find(raw, b"%3d").is_some()
-        || memchr::memmem::find(raw, b"%253").is_some()
+        || memchr::memchr_iter(b'%', raw).any(|at| {
+            // `%3D`, or `%25…` (encoded twice).
+            matches!(
+                raw.get(at + 1..at + 3),
+                Some([b'3', b'D' | b'd']) | Some([b'2', b'5'])
+            )
+        })
 }
 
 /// Names of per-request signatures (`signature`, `X-Amz-Signature`, `sig`):
@@ -675,15 +685,16 @@ mod tests {
             &mut scrub
         ));
         assert_eq!(out, b"opensesame");
-        assert!(!authorization_key(b"Negotiate", &mut Vec::new(), &mut scrub));
+        assert!(!authorization_key(
+            b"Negotiate",
+            &mut Vec::new(),
+            &mut scrub
+        ));
     }
 
     #[test]
     fn userinfo_of_absolute_and_scheme_relative_urls() {
-        assert_eq!(
-            url_userinfo(b"https://u:p@h.example/x"),
-            Some(&b"u:p"[..])
-        );
+        assert_eq!(url_userinfo(b"https://u:p@h.example/x"), Some(&b"u:p"[..]));
         assert_eq!(url_userinfo(b"//tok@h/x"), Some(&b"tok"[..]));
         assert_eq!(url_userinfo(b"https://h.example/a@b"), None);
         assert_eq!(url_userinfo(b"/path@x"), None);

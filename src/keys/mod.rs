@@ -23,9 +23,7 @@ pub mod secret;
 pub mod shapes;
 pub mod sources;
 
-pub use extract::{
-    Exposure, Extractor, KeyRef, KeyScratch, KeySource, Keyed, Place, SecretHit,
-};
+pub use extract::{Exposure, Extractor, KeyRef, KeyScratch, KeySource, Keyed, Place, SecretHit};
 pub use id::{KeyId, MaskedKey, mask};
 pub use redact::Scrubber;
 pub use secret::{KeySecret, SECRET_ENV, SECRET_FILE, SecretError};

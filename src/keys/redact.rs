@@ -44,14 +44,18 @@ const MIN_BASE64_BYTES: usize = 8;
 /// (it fails closed).
 const MAX_VALUES: usize = 64;
 const MAX_VALUE_LEN: usize = 4096;
+/// Up to this many blocks are searched in order; past it, by binary search.
+const LINEAR_BLOCKS: usize = 24;
 
 /// The credential values of one line; see the module documentation.
 #[derive(Default)]
 pub struct Scrubber {
     arena: Vec<u8>,
     values: Vec<Range<usize>>,
-    /// Sorted by block content.
+    /// By block content once there are more than [`LINEAR_BLOCKS`] (the
+    /// common line has one key: a few blocks, looked through in order).
     blocks: Vec<Block>,
+    sorted: bool,
     filter: [u64; 4],
     overflow: bool,
 }
@@ -90,6 +94,7 @@ impl Scrubber {
         self.arena.clear();
         self.values.clear();
         self.blocks.clear();
+        self.sorted = false;
         self.filter = [0; 4];
         self.overflow = false;
     }
@@ -120,16 +125,35 @@ impl Scrubber {
             let bytes = load(v, offset);
             let bit = filter_bit(bytes);
             self.filter[bit >> 6] |= 1 << (bit & 63);
-            let at = self.blocks.partition_point(|b| b.bytes < bytes);
-            self.blocks.insert(
-                at,
-                Block {
-                    bytes,
-                    value: index,
-                    offset: offset as u32,
-                },
-            );
+            let block = Block {
+                bytes,
+                value: index,
+                offset: offset as u32,
+            };
+            if self.sorted {
+                let at = self.blocks.partition_point(|b| b.bytes < bytes);
+                self.blocks.insert(at, block);
+            } else {
+                self.blocks.push(block);
+            }
         }
+        if !self.sorted && self.blocks.len() > LINEAR_BLOCKS {
+            self.blocks.sort_unstable_by_key(|b| b.bytes);
+            self.sorted = true;
+        }
+    }
+
+    /// The blocks whose bytes are `bytes`.
+    fn blocks_of(&self, bytes: u64) -> impl Iterator<Item = &Block> {
+        let (from, all) = if self.sorted {
+            (self.blocks.partition_point(|b| b.bytes < bytes), false)
+        } else {
+            (0, true)
+        };
+        self.blocks[from..]
+            .iter()
+            .take_while(move |b| all || b.bytes == bytes)
+            .filter(move |b| b.bytes == bytes)
     }
 
     fn value(&self, i: u32) -> &[u8] {
@@ -151,8 +175,7 @@ impl Scrubber {
             if self.filter[bit >> 6] & (1 << (bit & 63)) == 0 {
                 continue;
             }
-            let first = self.blocks.partition_point(|b| b.bytes < bytes);
-            for b in self.blocks[first..].iter().take_while(|b| b.bytes == bytes) {
+            for b in self.blocks_of(bytes) {
                 let v = self.value(b.value);
                 let off = b.offset as usize;
                 let mut left = 0;
@@ -247,10 +270,10 @@ impl Scrubber {
         if base64 {
             self.find_base64(text, &mut ranges);
         }
-        let mut level: Vec<u8> = text.to_vec();
+        let mut level: Option<Vec<u8>> = None;
         let mut to_text: Option<Vec<Range<usize>>> = None;
         for _ in 0..DECODE_LEVELS {
-            let Some((decoded, map)) = decode_once(&level) else {
+            let Some((decoded, map)) = decode_once(level.as_deref().unwrap_or(text)) else {
                 break;
             };
             let map: Vec<Range<usize>> = match &to_text {
@@ -271,7 +294,7 @@ impl Scrubber {
                     .filter(|r| r.start < r.end)
                     .map(|r| map[r.start].start..map[r.end - 1].end),
             );
-            level = decoded;
+            level = Some(decoded);
             to_text = Some(map);
         }
         merge(ranges)
@@ -318,9 +341,7 @@ fn replace(text: &[u8], ranges: &[Range<usize>]) -> Vec<u8> {
 /// One pass of percent- and `\xHH`-decoding, with the source range of every
 /// decoded byte; `None` when there was nothing to decode.
 fn decode_once(text: &[u8]) -> Option<(Vec<u8>, Vec<Range<usize>>)> {
-    if memchr::memchr2(b'%', b'\\', text).is_none() {
-        return None;
-    }
+    memchr::memchr2(b'%', b'\\', text)?;
     let mut out = Vec::with_capacity(text.len());
     let mut map = Vec::with_capacity(text.len());
     let mut changed = false;
@@ -463,13 +484,18 @@ impl Extractor {
         while let Some(eq) = memchr::memchr(b'=', &line[i..]).map(|e| e + i) {
             let name_start = line[..eq]
                 .iter()
-                .rposition(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'%')))
+                .rposition(|&c| {
+                    !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'%'))
+                })
                 .map_or(0, |p| p + 1);
             let value_end = line[eq + 1..]
                 .iter()
                 .position(|&c| matches!(c, b'&' | b' ' | b'"' | b'\'' | b';' | b',' | b'#'))
                 .map_or(line.len(), |p| eq + 1 + p);
-            if name_start < eq && value_end > eq + 1 && self.is_credential_param(&line[name_start..eq]) {
+            if name_start < eq
+                && value_end > eq + 1
+                && self.is_credential_param(&line[name_start..eq])
+            {
                 let value = &line[eq + 1..value_end];
                 scrub.add(value);
                 let mut decoded = Vec::new();
@@ -534,7 +560,10 @@ mod tests {
         const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).unwrap();
-        bytes.iter().map(|b| ALNUM[usize::from(*b) % ALNUM.len()] as char).collect()
+        bytes
+            .iter()
+            .map(|b| ALNUM[usize::from(*b) % ALNUM.len()] as char)
+            .collect()
     }
 
     fn scrubber(values: &[&str]) -> Scrubber {
@@ -563,7 +592,10 @@ mod tests {
             let out = s.scrub(text.as_bytes());
             assert!(out.contains(REDACTED), "{text} -> {out}");
             for w in k.as_bytes().windows(PIECE) {
-                assert!(!out.contains(std::str::from_utf8(w).unwrap()), "{text} -> {out}");
+                assert!(
+                    !out.contains(std::str::from_utf8(w).unwrap()),
+                    "{text} -> {out}"
+                );
             }
         }
         assert_eq!(s.scrub(b"/v1/items?limit=20"), "/v1/items?limit=20");
@@ -579,7 +611,10 @@ mod tests {
             let out = s.scrub(format!("GET /h?x={b64}&y=1").as_bytes());
             let kept = out.split(REDACTED).map(str::len).max().unwrap_or(0);
             for w in b64.as_bytes().windows(PIECE + 4) {
-                assert!(!out.contains(std::str::from_utf8(w).unwrap()), "{b64} -> {out} ({kept})");
+                assert!(
+                    !out.contains(std::str::from_utf8(w).unwrap()),
+                    "{b64} -> {out} ({kept})"
+                );
             }
         }
     }

@@ -84,7 +84,8 @@ impl KeySecret {
 /// Reads a secret file: a regular file only its owner may read, of at most
 /// [`SECRET_CAP`] bytes, with at least 16 characters.
 fn read_secret(path: &Path) -> Result<KeySecret, SecretError> {
-    let text = files::read_bounded(path, SECRET_CAP, Named::Secret).map_err(SecretError::ReadFile)?;
+    let text =
+        files::read_bounded(path, SECRET_CAP, Named::Secret).map_err(SecretError::ReadFile)?;
     let trimmed = text.trim_ascii();
     if trimmed.len() < 16 {
         return Err(SecretError::FileTooShort {

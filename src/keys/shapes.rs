@@ -72,10 +72,10 @@ pub fn secret_kind(t: &[u8]) -> Option<SecretKind> {
     if let Some(r) = [&b"AKIA"[..], b"ASIA", b"ABIA", b"ACCA"]
         .iter()
         .find_map(|p| rest(p))
+        && r.len() == 16
+        && all(r, |c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c))
     {
-        if r.len() == 16 && all(r, |c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c)) {
-            return Some(SecretKind::AwsAccessKeyId);
-        }
+        return Some(SecretKind::AwsAccessKeyId);
     }
     for p in [
         &b"sk_live_"[..],
@@ -85,23 +85,26 @@ pub fn secret_kind(t: &[u8]) -> Option<SecretKind> {
         b"rk_test_",
         b"rk_prod_",
     ] {
-        if let Some(r) = rest(p) {
-            if (10..=99).contains(&r.len()) && all(r, alnum) {
-                return Some(SecretKind::StripeSecret);
-            }
+        if let Some(r) = rest(p)
+            && (10..=99).contains(&r.len())
+            && all(r, alnum)
+        {
+            return Some(SecretKind::StripeSecret);
         }
     }
     for p in [&b"ghp_"[..], b"gho_", b"ghu_", b"ghs_", b"ghr_"] {
-        if let Some(r) = rest(p) {
-            if (36..=255).contains(&r.len()) && all(r, alnum) {
-                return Some(SecretKind::GitHubToken);
-            }
-        }
-    }
-    if let Some(r) = rest(b"github_pat_") {
-        if r.len() >= 82 && all(r, |c| c.is_ascii_alphanumeric() || c == b'_') {
+        if let Some(r) = rest(p)
+            && (36..=255).contains(&r.len())
+            && all(r, alnum)
+        {
             return Some(SecretKind::GitHubToken);
         }
+    }
+    if let Some(r) = rest(b"github_pat_")
+        && r.len() >= 82
+        && all(r, |c| c.is_ascii_alphanumeric() || c == b'_')
+    {
+        return Some(SecretKind::GitHubToken);
     }
     if [&b"xoxb-"[..], b"xoxp-", b"xoxa-", b"xoxr-"]
         .iter()
@@ -110,18 +113,20 @@ pub fn secret_kind(t: &[u8]) -> Option<SecretKind> {
     {
         return Some(SecretKind::SlackToken);
     }
-    if let Some(r) = rest(b"AIza") {
-        if r.len() == 35 && all(r, word) {
-            return Some(SecretKind::GoogleApiKey);
-        }
+    if let Some(r) = rest(b"AIza")
+        && r.len() == 35
+        && all(r, word)
+    {
+        return Some(SecretKind::GoogleApiKey);
     }
     if let Some(r) = [&b"sk-ant-api03-"[..], b"sk-ant-admin01-"]
         .iter()
         .find_map(|p| rest(p))
+        && r.len() >= 90
+        && r.ends_with(b"AA")
+        && all(r, word)
     {
-        if r.len() >= 90 && r.ends_with(b"AA") && all(r, word) {
-            return Some(SecretKind::AnthropicKey);
-        }
+        return Some(SecretKind::AnthropicKey);
     }
     if t.starts_with(b"sk-") && memchr::memmem::find(t, b"T3BlbkFJ").is_some() && all(&t[3..], word)
     {
@@ -129,49 +134,50 @@ pub fn secret_kind(t: &[u8]) -> Option<SecretKind> {
     }
     if let Some(r) = rest(b"SG.") {
         let mut parts = r.split(|&c| c == b'.');
-        if let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) {
-            if (16..=32).contains(&a.len())
-                && (30..=64).contains(&b.len())
-                && all(a, word)
-                && all(b, word)
-            {
-                return Some(SecretKind::SendGridKey);
-            }
+        if let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next())
+            && (16..=32).contains(&a.len())
+            && (30..=64).contains(&b.len())
+            && all(a, word)
+            && all(b, word)
+        {
+            return Some(SecretKind::SendGridKey);
         }
     }
-    if let Some(r) = rest(b"SK") {
-        if r.len() == 32 && all(r, |c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
-            return Some(SecretKind::TwilioKey);
-        }
+    if let Some(r) = rest(b"SK")
+        && r.len() == 32
+        && all(r, |c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
+        return Some(SecretKind::TwilioKey);
     }
-    if let Some(r) = rest(b"key-") {
-        if r.len() == 32 && all(r, hex) {
-            return Some(SecretKind::MailgunKey);
-        }
+    if let Some(r) = rest(b"key-")
+        && r.len() == 32
+        && all(r, hex)
+    {
+        return Some(SecretKind::MailgunKey);
     }
-    if let Some(r) = rest(b"glpat-") {
-        if r.len() >= 20 && all(r, word) {
-            return Some(SecretKind::GitLabToken);
-        }
+    if let Some(r) = rest(b"glpat-")
+        && r.len() >= 20
+        && all(r, word)
+    {
+        return Some(SecretKind::GitLabToken);
     }
-    if let Some(r) = rest(b"npm_") {
-        if r.len() == 36 && all(r, alnum) {
-            return Some(SecretKind::NpmToken);
-        }
+    if let Some(r) = rest(b"npm_")
+        && r.len() == 36
+        && all(r, alnum)
+    {
+        return Some(SecretKind::NpmToken);
     }
     if t.starts_with(b"eyJ") {
         let mut parts = t.split(|&c| c == b'.');
         if let (Some(h), Some(p), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
+            && h.len() >= 10
+            && p.starts_with(b"eyJ")
+            && all(h, b64url)
+            && all(p, b64url)
+            && (s.is_empty() || all(s, b64url))
         {
-            if h.len() >= 10
-                && p.starts_with(b"eyJ")
-                && all(h, b64url)
-                && all(p, b64url)
-                && (s.is_empty() || all(s, b64url))
-            {
-                return Some(SecretKind::Jwt);
-            }
+            return Some(SecretKind::Jwt);
         }
     }
     None

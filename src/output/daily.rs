@@ -263,10 +263,10 @@ impl Daily {
     ) -> Daily {
         let brief = |id: &KeyId| {
             let l = labels.get(id);
-            if l.is_none() {
-                if let Some(k) = ctx.known.get(id) {
-                    return k.clone();
-                }
+            if l.is_none()
+                && let Some(k) = ctx.known.get(id)
+            {
+                return k.clone();
             }
             KeyBrief {
                 key_id: id.to_string(),

@@ -414,12 +414,12 @@ impl Stream {
                 let here = Generation::open(&self.path, 0)
                     .ok()
                     .filter(|g| g.dev == c.dev && g.ino == c.ino);
-                if let Some(mut g) = here {
-                    if g.matches(c)? {
-                        g.resume_from(c)?;
-                        self.active = Some(g);
-                        continue;
-                    }
+                if let Some(mut g) = here
+                    && g.matches(c)?
+                {
+                    g.resume_from(c)?;
+                    self.active = Some(g);
+                    continue;
                 }
             }
             // Not at the path (or rewritten there): find the file among its rotated names.
@@ -703,16 +703,16 @@ impl Stream {
             }
             // Replaced by a file that starts with what was read (an atomic
             // replace with the same content): go on where we were.
-            if let Some(c) = &just_rotated {
-                if g.matches(c)? {
-                    g.resume_from(c)?;
-                    if let Some(pos) = self
-                        .rotated
-                        .iter()
-                        .position(|r| r.dev == c.dev && r.ino == c.ino)
-                    {
-                        self.rotated.remove(pos);
-                    }
+            if let Some(c) = &just_rotated
+                && g.matches(c)?
+            {
+                g.resume_from(c)?;
+                if let Some(pos) = self
+                    .rotated
+                    .iter()
+                    .position(|r| r.dev == c.dev && r.ino == c.ino)
+                {
+                    self.rotated.remove(pos);
                 }
             }
             self.start_at = StartAt::Beginning;

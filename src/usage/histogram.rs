@@ -62,7 +62,7 @@ impl Histogram {
 
     /// Reads what [`Histogram::to_bytes`] wrote; `None` if it is not that.
     pub fn from_bytes(b: &[u8]) -> Option<Histogram> {
-        if b.len() % 8 != 0 || b.len() / 8 > usize::from(u16::MAX) {
+        if !b.len().is_multiple_of(8) || b.len() / 8 > usize::from(u16::MAX) {
             return None;
         }
         let counts: Vec<u64> = b

@@ -271,11 +271,12 @@ pub struct Hit<'a> {
 impl Usage {
     pub fn record(&mut self, hit: &Hit<'_>) {
         let day = self.days.entry(hit.day).or_default();
-        if let Some(k) = hit.key {
-            if day.keys.len() >= MAX_KEYS_PER_DAY && !day.keys.contains_key(&k.id) {
-                let evicted = day.evict_lightest();
-                self.forget_labels(evicted);
-            }
+        if let Some(k) = hit.key
+            && day.keys.len() >= MAX_KEYS_PER_DAY
+            && !day.keys.contains_key(&k.id)
+        {
+            let evicted = day.evict_lightest();
+            self.forget_labels(evicted);
         }
         let day = self.days.entry(hit.day).or_default();
         let usage = match hit.key {

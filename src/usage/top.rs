@@ -162,10 +162,10 @@ pub fn endpoint(path: &[u8], scrub: &crate::keys::Scrubber, out: &mut String) {
         }
         // The range of a credential value this segment overlaps, if any.
         let hit = secret.iter().position(|r| r.start < end && start < r.end);
-        if let Some(h) = hit {
-            if last_secret == Some(h) {
-                continue;
-            }
+        if let Some(h) = hit
+            && last_secret == Some(h)
+        {
+            continue;
         }
         last_secret = hit;
         out.push('/');
@@ -233,7 +233,11 @@ fn secret_looking(seg: &[u8], escaped: bool) -> bool {
         return false;
     }
     let mut nginx = Vec::new();
-    crate::format::escape::decode_escapes_into(seg, crate::format::escape::Escape::Nginx, &mut nginx);
+    crate::format::escape::decode_escapes_into(
+        seg,
+        crate::format::escape::Escape::Nginx,
+        &mut nginx,
+    );
     let mut decoded = Vec::new();
     looks(crate::url::percent_decode_into(&nginx, &mut decoded, false))
 }

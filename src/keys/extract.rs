@@ -468,7 +468,7 @@ impl Extractor {
                                 && url::looks_like_secret(value)
                                 && shannon_ok(value) =>
                         {
-                            Some(String::from_utf8_lossy(n).into_owned())
+                            Some(shown_param(name, n))
                         }
                         _ => None,
                     };
@@ -557,6 +557,29 @@ impl Extractor {
                 });
             }
         }
+    }
+}
+
+/// A credential-named parameter as a message shows it: as the client wrote
+/// it (decoded, printable), unless the name is long or has a word of 16
+/// characters or more (a secret, not a word), when only its last word is
+/// kept (`…_token`). The line's
+/// credential values are masked in it later, with the rest of the line's.
+fn shown_param(raw: &[u8], normalized: &[u8]) -> String {
+    let mut decoded = Vec::new();
+    let name = url::percent_decode_into(raw, &mut decoded, true);
+    let secretive = name.len() > 32
+        || name
+            .split(|&b| matches!(b, b'_' | b'-' | b'.'))
+            .any(|part| part.len() >= 16);
+    if secretive {
+        let last = normalized
+            .rsplit(|&b| b == b'_')
+            .next()
+            .unwrap_or(normalized);
+        format!("…_{}", String::from_utf8_lossy(last))
+    } else {
+        crate::format::escape::printable(name)
     }
 }
 

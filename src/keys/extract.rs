@@ -321,6 +321,12 @@ impl Extractor {
             }
             s.value = cred;
         }
+        if let Some(q) = rec.query {
+            let q = q.decode();
+            if self.scan_query(&q, Place::Query, s, source.is_none(), 0) && source.is_none() {
+                source = Some(KeySource::Query);
+            }
+        }
         if let Some(u) = rec
             .user
             .filter(|_| source.is_none() && self.sources.remote_user)
@@ -328,12 +334,6 @@ impl Extractor {
             s.presented.extend_from_slice(&u.decode());
             s.scrub.add(&s.presented);
             source = Some(KeySource::RemoteUser);
-        }
-        if let Some(q) = rec.query {
-            let q = q.decode();
-            if self.scan_query(&q, Place::Query, s, source.is_none(), 0) && source.is_none() {
-                source = Some(KeySource::Query);
-            }
         }
         if let Some(p) = rec.path {
             let p = p.decode();
@@ -652,6 +652,8 @@ fn authorization_key(header: &[u8], out: &mut Vec<u8>, scrub: &mut Scrubber) -> 
 /// The userinfo of a URL's authority: `user:pw` of `https://user:pw@host/`,
 /// `token` of `//token@host/`.
 pub(crate) fn url_userinfo(url: &[u8]) -> Option<&[u8]> {
+    // Most URLs have no `@` at all.
+    memchr::memchr(b'@', url)?;
     let rest = match memchr::memmem::find(url, b"://") {
         Some(p) => &url[p + 3..],
         None => url.strip_prefix(b"//")?,

@@ -57,6 +57,9 @@ pub struct Scrubber {
     blocks: Vec<Block>,
     sorted: bool,
     filter: [u64; 4],
+    /// The first bytes of the blocks: most positions of a text are passed
+    /// over on one lookup.
+    firsts: [u64; 4],
     overflow: bool,
 }
 
@@ -96,6 +99,7 @@ impl Scrubber {
         self.blocks.clear();
         self.sorted = false;
         self.filter = [0; 4];
+        self.firsts = [0; 4];
         self.overflow = false;
     }
 
@@ -125,6 +129,8 @@ impl Scrubber {
             let bytes = load(v, offset);
             let bit = filter_bit(bytes);
             self.filter[bit >> 6] |= 1 << (bit & 63);
+            let first = usize::from(v[offset]);
+            self.firsts[first >> 6] |= 1 << (first & 63);
             let block = Block {
                 bytes,
                 value: index,
@@ -170,6 +176,10 @@ impl Scrubber {
         }
         let mut covered = 0;
         for p in 0..=text.len() - BLOCK {
+            let first = usize::from(text[p]);
+            if self.firsts[first >> 6] & (1 << (first & 63)) == 0 {
+                continue;
+            }
             let bytes = load(text, p);
             let bit = filter_bit(bytes);
             if self.filter[bit >> 6] & (1 << (bit & 63)) == 0 {

@@ -37,7 +37,7 @@ impl SecretKind {
             SecretKind::GitLabToken => "a GitLab token",
             SecretKind::NpmToken => "an npm token",
             SecretKind::Jwt => "a JSON Web Token",
-            SecretKind::UrlCredentials => "a user name and password in a URL",
+            SecretKind::UrlCredentials => "credentials in a URL (user:password@ or token@)",
         }
     }
 }

@@ -135,6 +135,41 @@ proptest! {
     }
 
     #[test]
+    fn the_scrubber_masks_every_piece_of_every_value_and_never_panics(
+        values in proptest::collection::vec("[a-dA-D0-3/%x\\\\=+_-]{1,40}", 1..5),
+        parts in proptest::collection::vec((0usize..5, 0usize..6, 0usize..40, 0usize..40, "[a-dA-D0-3/%x\\\\=+_ &?-]{0,12}"), 0..12),
+    ) {
+        // Values of a tiny alphabet, so pieces of one turn up in another and
+        // around the noise; text made of values, pieces and encodings of them.
+        let mut scrub = keywatch::keys::Scrubber::default();
+        values.iter().for_each(|v| scrub.add(v.as_bytes()));
+        let mut text = String::new();
+        for (which, how, from, to, noise) in &parts {
+            let v = &values[which % values.len()];
+            let (a, b) = ((*from).min(v.len()), (*to).min(v.len()));
+            let piece = &v[a.min(b)..a.max(b)];
+            text.push_str(noise);
+            match how {
+                0 | 1 => text.push_str(v),
+                2 => text.push_str(piece),
+                3 => v.bytes().for_each(|c| text.push_str(&format!("%{c:02X}"))),
+                4 => v.bytes().for_each(|c| text.push_str(&format!("%25{c:02X}"))),
+                _ => v.bytes().for_each(|c| text.push_str(&format!("\\x{c:02X}"))),
+            }
+        }
+        let out = scrub.scrub(text.as_bytes());
+        // What is left of the text between the masks holds no piece of a value.
+        for kept in out.split("[REDACTED]") {
+            for v in values.iter().filter(|v| v.len() >= 12) {
+                for w in v.as_bytes().windows(12) {
+                    let w = std::str::from_utf8(w).unwrap();
+                    prop_assert!(!kept.contains(w), "{w:?} of {v:?} kept in {out:?} (from {text:?})");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn any_format_string_compiles_or_errors(spec in "\\PC{0,80}") {
         let _ = format::compile(&spec, &[]);
     }

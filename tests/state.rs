@@ -293,6 +293,18 @@ fn a_second_writer_exits_2_naming_the_first_while_readers_still_work() {
     assert!(stderr(&second).contains(&want), "{}", stderr(&second));
     let o = kw.run(&["scan", "--alert", "-f", TEST_FORMAT, log]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // While a daemon holds the store, its write-ahead log and shared memory
+    // exist: private too.
+    let files = files_below(&kw.state());
+    for name in ["keywatch.db-wal", "keywatch.db-shm", "keywatch.lock"] {
+        assert!(
+            files.iter().any(|f| f.ends_with(name)),
+            "{name} in {files:?}"
+        );
+    }
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
     for args in [
         &["status"][..],
         &["alerts"],

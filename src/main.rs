@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use keywatch::commands::{self, Common, scan::OutputKind};
-use keywatch::source::follow::StartAt;
+use keywatch::source::stream::StartAt;
 
 #[derive(Parser)]
 #[command(name = "keywatch", version, about = "Watches web-server access logs for API-key trouble", long_about = None, args_override_self = true)]

@@ -10,19 +10,35 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The page the server hands out, replaced by the daemon.
+/// The page the server hands out, and what is wrong (for `/healthz`),
+/// both replaced by the daemon.
 #[derive(Clone, Default)]
-pub struct Page(Arc<Mutex<String>>);
+pub struct Page {
+    text: Arc<Mutex<String>>,
+    faults: Arc<Mutex<Vec<String>>>,
+}
 
 impl Page {
     pub fn set(&self, text: String) {
-        if let Ok(mut p) = self.0.lock() {
+        if let Ok(mut p) = self.text.lock() {
             *p = text;
         }
     }
 
     fn get(&self) -> String {
-        self.0.lock().map(|p| p.clone()).unwrap_or_default()
+        self.text.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// What keeps the daemon from doing its job, one line each; empty when
+    /// healthy.
+    pub fn set_faults(&self, faults: Vec<String>) {
+        if let Ok(mut f) = self.faults.lock() {
+            *f = faults;
+        }
+    }
+
+    fn faults(&self) -> Vec<String> {
+        self.faults.lock().map(|f| f.clone()).unwrap_or_default()
     }
 }
 
@@ -63,7 +79,18 @@ fn answer(mut conn: TcpStream, page: &Page) -> std::io::Result<()> {
             "text/plain; version=0.0.4; charset=utf-8",
             page.get(),
         ),
-        "/healthz" => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string()),
+        "/healthz" => {
+            let faults = page.faults();
+            if faults.is_empty() {
+                ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string())
+            } else {
+                (
+                    "503 Service Unavailable",
+                    "text/plain; charset=utf-8",
+                    faults.iter().map(|f| format!("{f}\n")).collect(),
+                )
+            }
+        }
         _ => (
             "404 Not Found",
             "text/plain; charset=utf-8",

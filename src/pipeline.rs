@@ -57,6 +57,16 @@ pub struct Skipped {
     pub preview: String,
 }
 
+/// What an analyzer learned, carried across a reload ([`Analyzer::into_state`]).
+pub struct Learned {
+    usage: Usage,
+    totals: Totals,
+    skipped: Vec<Skipped>,
+    last_time_ms: Option<i64>,
+    detectors: Detectors,
+    ordered: Option<crate::detect::ordered::OrderedDetectors>,
+}
+
 /// How many skipped lines an analyzer keeps for the report.
 pub const SKIPPED_KEPT: usize = 5;
 
@@ -124,13 +134,58 @@ impl<'e> Analyzer<'e> {
         all
     }
 
-    /// Reads one line (without `\n`); `line_no` is its 1-based number in `file`.
+    /// What this analyzer learned, without the engine it ran on, to be
+    /// taken up by one on another engine (a reload): usage not yet
+    /// committed, line counts, skipped lines, and every rule's state.
+    pub fn into_state(self) -> Learned {
+        Learned {
+            usage: self.usage,
+            totals: self.totals,
+            skipped: self.skipped,
+            last_time_ms: self.last_time_ms,
+            detectors: self.detectors,
+            ordered: self.ordered,
+        }
+    }
+
+    /// Takes up [`Analyzer::into_state`] of another analyzer, with this
+    /// engine's settings: a rule still on keeps its state, one switched off
+    /// forgets it, one switched on starts empty.
+    pub fn restore(&mut self, old: Learned) {
+        let rules = &self.engine.rules;
+        self.usage = old.usage;
+        self.totals = old.totals;
+        self.skipped = old.skipped;
+        self.last_time_ms = old.last_time_ms;
+        self.detectors = old.detectors.reconfigure(rules);
+        self.ordered = match old.ordered {
+            Some(o) => o.reconfigure(rules),
+            None => rules.ordered(),
+        };
+    }
+
+    /// Reads one line (without `\n`) in the engine's format; `line_no` is
+    /// its 1-based number in `file`.
     pub fn line(&mut self, line: &[u8], file: &Arc<str>, line_no: u64) {
+        let engine = self.engine;
+        self.line_with(&engine.format, line, file, line_no);
+    }
+
+    /// Reads one line in `format` (a followed file's own); returns the
+    /// line's time when it parsed.
+    pub fn line_with(
+        &mut self,
+        format: &LogFormat,
+        line: &[u8],
+        file: &Arc<str>,
+        line_no: u64,
+    ) -> Option<i64> {
         self.totals.lines += 1;
         let engine = self.engine;
         let mut rec = Record::default();
-        if let Err(error) = engine.format.parse_into(line, &mut self.parse, &mut rec) {
-            return self.skip(file, line_no, error, line);
+        if let Err(error) = format.parse_into(line, &mut self.parse, &mut rec) {
+            self.skip(file, line_no, error, line);
+            return None;
         }
         self.totals.parsed += 1;
         self.last_time_ms = Some(rec.time_ms);
@@ -190,6 +245,7 @@ impl<'e> Analyzer<'e> {
                 events.push(ev);
             }
         }
+        Some(rec.time_ms)
     }
 
     /// Counts a line that was too long to read whole.
@@ -270,5 +326,22 @@ impl<'e> Analyzer<'e> {
         self.totals.add(&other.totals);
         let room = SKIPPED_KEPT.saturating_sub(self.skipped.len());
         self.skipped.extend(other.skipped.into_iter().take(room));
+    }
+}
+
+/// What `watch` reads goes through the same engine as `scan`.
+impl crate::source::lines::LineSink for Analyzer<'_> {
+    fn line(
+        &mut self,
+        format: &LogFormat,
+        line: &[u8],
+        file: &Arc<str>,
+        line_no: u64,
+    ) -> Option<i64> {
+        self.line_with(format, line, file, line_no)
+    }
+
+    fn too_long(&mut self, file: &Arc<str>, line_no: u64, len: usize, head: &[u8]) {
+        Analyzer::too_long(self, file, line_no, len, head);
     }
 }

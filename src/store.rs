@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use thiserror::Error;
 
 use crate::keys::{KeyId, MaskedKey};
+pub use crate::source::checkpoint::{Checkpoint, Gap};
 use crate::state::StateDir;
 use crate::usage::{DayUsage, Histogram, KeyLabel, KeyUsage, Usage};
 
@@ -36,7 +37,7 @@ pub const DB_FILE: &str = "keywatch.db";
 const OTHER_KEYS: &str = "~other";
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -70,38 +71,6 @@ pub enum StoreError {
     },
 }
 
-/// Where one generation of a followed file was read to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Checkpoint {
-    /// The path as watched (the stream), not the file's current name.
-    pub stream: String,
-    /// 0 for the file at the path; 1, 2… for rotated files still being drained.
-    pub generation: i64,
-    pub dev: u64,
-    pub ino: u64,
-    /// How many bytes of the file's head `head_hash` covers (up to 1 KiB).
-    pub head_len: u64,
-    pub head_hash: Vec<u8>,
-    /// The start of the first line not yet counted.
-    pub offset: u64,
-    /// Hash of the (up to) 256 bytes before `offset`.
-    pub marker_hash: Vec<u8>,
-    pub size: u64,
-    pub lines: u64,
-    pub parsed: u64,
-    pub skipped: u64,
-    pub last_line_ms: Option<i64>,
-}
-
-/// Bytes that were written but could not be read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Gap {
-    pub stream: String,
-    pub reason: String,
-    pub bytes: u64,
-    pub at_ms: i64,
-}
-
 /// A key's requests of a day, for metrics.
 pub struct TopKey {
     pub key_id: String,
@@ -113,6 +82,8 @@ pub struct TopKey {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The device and inode of the database when it was opened.
+    ident: Option<(u64, u64)>,
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -205,7 +176,17 @@ const MIGRATIONS: &[&str] = &[
     // 4: the shape of each key's day (hours, peak, top endpoints and
     // clients), as JSON (see `Stored` below).
     "ALTER TABLE usage ADD COLUMN detail TEXT;",
+    // 5: the running hash of everything before a file's offset, and the
+    // log format detected for a stream.
+    "ALTER TABLE files ADD COLUMN prefix_hash BLOB;
+     ALTER TABLE files ADD COLUMN format TEXT;",
 ];
+
+/// Device and inode of a file, if it is there.
+fn ident_of(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
 
 fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -242,7 +223,8 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
-        let mut store = Store { conn, path };
+        let ident = ident_of(&path);
+        let mut store = Store { conn, path, ident };
         store.prepare()?;
         Ok(store)
     }
@@ -287,7 +269,10 @@ impl Store {
             Some(v) if v > SCHEMA_VERSION => Err(StoreError::TooNew { path, found: v }),
             // Version 2 only added the outbox: usage, files and gaps read
             // the same from a store the daemon has not migrated yet.
-            Some(v) if v >= 1 => Ok(Some(Store { conn, path })),
+            Some(v) if v >= 1 => {
+                let ident = ident_of(&path);
+                Ok(Some(Store { conn, path, ident }))
+            }
             // Not set up yet: nothing to read.
             _ => Ok(None),
         }
@@ -403,11 +388,46 @@ impl Store {
         &self.path
     }
 
+    /// Whether the database file is still the one opened: a store deleted
+    /// or replaced underneath would take commits that no one reads again.
+    pub fn check_file(&self) -> Result<(), String> {
+        match (self.ident, ident_of(&self.path)) {
+            (Some(_), None) => Err(format!(
+                "store {} was deleted while keywatch ran; counts are kept in memory and nothing more is committed; restart keywatch to start a new store, or put the file back",
+                self.path.display()
+            )),
+            (Some(a), Some(b)) if a != b => Err(format!(
+                "store {} was replaced while keywatch ran; counts are kept in memory and nothing more is committed; restart keywatch to use the new file",
+                self.path.display()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `table` has `column` (stores of older schemas may not).
+    fn has_column(&self, table: &str, column: &str) -> bool {
+        self.conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .and_then(|mut st| {
+                st.query_map([], |r| r.get::<_, String>(0))
+                    .map(|rows| rows.flatten().any(|c| c == column))
+            })
+            .unwrap_or(false)
+    }
+
     /// Every saved checkpoint.
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        // A store a daemon has not migrated yet has no columns of schema 5.
+        let extra = if self.has_column("files", "format") {
+            "prefix_hash, format"
+        } else {
+            "NULL, NULL"
+        };
         self.rows(
-            "SELECT stream, generation, dev, ino, head_len, head_hash, offset, marker_hash, size, lines, parsed, skipped, last_line_ms
-             FROM files ORDER BY stream, generation",
+            &format!(
+                "SELECT stream, generation, dev, ino, head_len, head_hash, offset, marker_hash, size, lines, parsed, skipped, last_line_ms, {extra}
+             FROM files ORDER BY stream, generation"
+            ),
             [],
             |r| {
                 Ok(Checkpoint {
@@ -424,6 +444,8 @@ impl Store {
                     parsed: u(r.get(10)?),
                     skipped: u(r.get(11)?),
                     last_line_ms: r.get(12)?,
+                    prefix_hash: r.get::<_, Option<Vec<u8>>>(13)?.unwrap_or_default(),
+                    format: r.get(14)?,
                 })
             },
         )
@@ -456,8 +478,8 @@ impl Store {
         }
         for c in checkpoints {
             tx.execute(
-                "INSERT INTO files (stream, generation, dev, ino, head_len, head_hash, offset, marker_hash, size, lines, parsed, skipped, last_line_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                "INSERT INTO files (stream, generation, dev, ino, head_len, head_hash, offset, marker_hash, size, lines, parsed, skipped, last_line_ms, prefix_hash, format)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 params![
                     c.stream,
                     c.generation,
@@ -471,7 +493,9 @@ impl Store {
                     i(c.lines),
                     i(c.parsed),
                     i(c.skipped),
-                    c.last_line_ms
+                    c.last_line_ms,
+                    c.prefix_hash,
+                    c.format
                 ],
             )
             .map_err(sql)?;
@@ -802,6 +826,8 @@ mod tests {
             parsed: 1,
             skipped: 0,
             last_line_ms: Some(5),
+            prefix_hash: Vec::new(),
+            format: Some("combined".into()),
         };
         store
             .commit(

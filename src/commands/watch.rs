@@ -1,25 +1,27 @@
 //! `keywatch watch`: follow access logs as they are written and rotated,
 //! count every line exactly once into the store, and report findings.
 //!
-//! One thread: wake on a file event (inotify through notify) or a short tick,
-//! read what is new in every followed file, re-expand the globs every second,
-//! and commit offsets and counters together at most once a second and on
-//! shutdown (SIGTERM, SIGINT).
+//! The [`Follower`] reads and hands lines to the pipeline; this loop commits
+//! offsets and counters together (on time, during a long catch-up too, and
+//! at once at start), evaluates alerts, sends the daily summary, serves
+//! metrics and health, and reloads the configuration on SIGHUP (a bad one
+//! is reported and the old one kept). Faults (an unreadable or missing
+//! file, a store deleted underneath, a failing commit) are said once, shown
+//! by `status` and `/healthz`, and retried on a timer.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use notify::{RecursiveMode, Watcher};
-
 use super::{Common, Failure, Setup};
 use crate::detect::key_phrase;
-use crate::format::{self, LogFormat};
+use crate::format::LogFormat;
 use crate::keys::KeyId;
-use crate::pipeline::{Analyzer, Engine};
-use crate::source::follow::{StartAt, Stream};
+use crate::pipeline::{Analyzer, Engine, Learned};
+use crate::source::follower::{DEFAULT_BUDGET, FollowOptions, Follower};
+use crate::source::stream::StartAt;
 use crate::store::{Checkpoint, Store};
 use crate::usage::Usage;
 
@@ -44,8 +46,9 @@ pub struct WatchArgs {
 /// Why following stopped.
 enum Stop {
     Exit,
-    /// SIGHUP: read the configuration again and reopen every file.
-    Reload,
+    /// SIGHUP with a configuration that checked out: follow again with it,
+    /// keeping what the rules learned.
+    Reload(Box<Prepared>, Box<Learned>),
 }
 
 /// Signals the loop watches for.
@@ -54,73 +57,54 @@ struct Signals {
     hup: Arc<AtomicBool>,
 }
 
-/// Files named by the patterns now (globs expanded, plain paths kept even
-/// when they do not exist yet, so they are picked up when they appear).
-fn expand(patterns: &[String]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for p in patterns {
-        if p.contains(['*', '?', '[']) {
-            if let Ok(paths) = glob::glob(p) {
-                out.extend(paths.flatten().filter(|p| p.is_file()));
-            }
-        } else {
-            out.push(PathBuf::from(p));
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
+/// The file in the state directory where `watch` says what is wrong, for
+/// `status` (which reads it only while a `watch` holds the state).
+pub const HEALTH_FILE: &str = "watch-health.json";
+
+/// A configuration read and checked: everything a run of the loop needs.
+struct Prepared {
+    setup: Setup,
+    engine: Engine,
+    /// The configured format, or `None` to detect it per file.
+    format: Option<Arc<LogFormat>>,
+    fields: Vec<String>,
+    max_line: usize,
 }
 
-/// The directories to watch for events: the parents of the patterns.
-fn watch_dirs(patterns: &[String]) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = patterns
-        .iter()
-        .map(|p| {
-            let fixed: String = p.split(['*', '?', '[']).next().unwrap_or("").to_string();
-            let path = Path::new(&fixed);
-            let dir = if p.contains(['*', '?', '[']) && fixed.ends_with('/') {
-                path
-            } else {
-                path.parent().unwrap_or(Path::new("."))
-            };
-            if dir.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                dir.to_path_buf()
-            }
-        })
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    dirs
-}
-
-fn pick_format(setup: &Setup, args: &WatchArgs, fields: &[String]) -> Result<LogFormat, Failure> {
+/// Reads and checks the configuration (the format, key names, revoked ids,
+/// the channels) without touching the store.
+fn prepare(args: &WatchArgs) -> Result<Prepared, Failure> {
+    let setup = Setup::load(&args.common)?;
     let sources = setup.key_sources(&args.key_fields);
-    if let Some(f) = setup.log_format(args.log_format.as_deref(), &sources)? {
-        return Ok(f);
+    let fields = sources.fields.clone();
+    let format = setup.log_format(args.log_format.as_deref(), &sources)?;
+    setup.channels()?;
+    let extractor = setup.extractor(sources)?;
+    let max_line = args
+        .max_line_length
+        .or(setup.config.format.max_line_length)
+        .unwrap_or(super::scan::DEFAULT_MAX_LINE);
+    if format.is_none() {
+        eprintln!(
+            "keywatch: the log format is detected per file from its first lines (set it with --log-format)"
+        );
     }
-    for path in expand(&args.patterns) {
-        if let Ok((r, _)) = crate::source::open_file(&path) {
-            let mut head = Vec::new();
-            use std::io::Read;
-            let _ = r.take(1 << 20).read_to_end(&mut head);
-            let (f, parsed, lines) = format::detect(&head, fields);
-            if lines > 0 {
-                eprintln!(
-                    "keywatch: log format {:?} detected in {} ({parsed} of {lines} lines parse); set it with --log-format",
-                    f.name(),
-                    path.display()
-                );
-                return Ok(f);
-            }
-        }
-    }
-    eprintln!(
-        "keywatch: no lines to detect the log format from yet; assuming \"combined\" (set it with --log-format)"
-    );
-    Ok(format::presets::combined(fields))
+    let engine = Engine {
+        format: format
+            .clone()
+            .unwrap_or_else(|| crate::format::presets::combined(&fields)),
+        extractor,
+        zone: setup.zone.clone(),
+        max_line,
+        rules: setup.config.rules.clone(),
+    };
+    Ok(Prepared {
+        format: format.map(Arc::new),
+        setup,
+        engine,
+        fields,
+        max_line,
+    })
 }
 
 pub fn run(args: &WatchArgs) -> Result<(), Failure> {
@@ -139,52 +123,84 @@ pub fn run(args: &WatchArgs) -> Result<(), Failure> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&signals.hup))
         .map_err(|e| Failure::Io(format!("signal handler: {e}")))?;
+    let mut prepared = prepare(args)?;
     // One writer per state directory, for as long as this process runs
     // (reloads included).
-    let (_state, _lock) = Setup::load(&args.common)?.lock_state()?;
+    let (state, _lock) = prepared.setup.lock_state()?;
     let page = crate::metrics::Page::default();
     if let Some(addr) = &args.metrics_listen {
         let bound = crate::metrics::serve(addr, page.clone())
             .map_err(|e| Failure::Usage(format!("--metrics-listen {addr}: {e}")))?;
         eprintln!("keywatch: metrics on http://{bound}/metrics");
     }
+    let mut learned = None;
+    let mut reloads_ok = true;
     loop {
-        match follow(args, &signals, &page)? {
+        match follow(
+            args,
+            &prepared,
+            &signals,
+            &page,
+            state.path(),
+            learned.take(),
+            &mut reloads_ok,
+        )? {
             Stop::Exit => return Ok(()),
-            Stop::Reload => eprintln!("keywatch: SIGHUP: configuration read again, files reopened"),
+            Stop::Reload(next, state) => {
+                prepared = *next;
+                learned = Some(*state);
+                eprintln!("keywatch: SIGHUP: configuration read again, files reopened");
+            }
         }
     }
 }
 
+/// What is wrong now, by kind: the follower's files, the store, commits.
+#[derive(Default, PartialEq, Eq, Clone)]
+struct Health {
+    faults: Vec<(String, String, String)>,
+}
+
+impl Health {
+    fn lines(&self) -> Vec<String> {
+        self.faults.iter().map(|(_, _, m)| m.clone()).collect()
+    }
+
+    /// Written for `status` (atomically, private); removed when healthy.
+    fn publish(&self, state: &Path) {
+        let v = serde_json::json!({
+            "pid": std::process::id(),
+            "faults": self.faults.iter().map(|(kind, file, message)| serde_json::json!({"kind": kind, "file": file, "message": message})).collect::<Vec<_>>(),
+        });
+        let _ = crate::files::write_private(state, HEALTH_FILE, format!("{v}\n").as_bytes());
+    }
+}
+
 /// Follows until a signal says to stop or reload.
+#[allow(clippy::too_many_arguments)]
 fn follow(
     args: &WatchArgs,
+    prepared: &Prepared,
     signals: &Signals,
     page: &crate::metrics::Page,
+    state: &Path,
+    learned: Option<Learned>,
+    reloads_ok: &mut bool,
 ) -> Result<Stop, Failure> {
-    let setup = Setup::load(&args.common)?;
-    let sources = setup.key_sources(&args.key_fields);
-    let fields = sources.fields.clone();
-    let format = pick_format(&setup, args, &fields)?;
-    let extractor = setup.extractor(sources)?;
-    let names = extractor.names.clone();
-    let max_line = args
-        .max_line_length
-        .or(setup.config.format.max_line_length)
-        .unwrap_or(super::scan::DEFAULT_MAX_LINE);
-    let engine = Engine {
-        format,
-        extractor,
-        zone: setup.zone.clone(),
-        max_line,
-        rules: setup.config.rules.clone(),
-    };
+    let setup = &prepared.setup;
+    let engine = &prepared.engine;
+    let names = engine.extractor.names.clone();
     let mut store = Store::open(&setup.state_dir).map_err(|e| match e {
-        crate::store::StoreError::Open { .. } => Failure::Io(e.to_string()),
+        crate::store::StoreError::Open { .. } | crate::store::StoreError::Create { .. } => {
+            Failure::Io(e.to_string())
+        }
         _ => Failure::Usage(e.to_string()),
     })?;
-    let mut analyzer = Analyzer::new(&engine);
-    let mut alerting = super::alerts::Alerting::start(&setup, &store)?;
+    let mut analyzer = Analyzer::new(engine);
+    if let Some(l) = learned {
+        analyzer.restore(l);
+    }
+    let mut alerting = super::alerts::Alerting::start(setup, &store)?;
     let summaries = alerting.alerter.channels().iter().any(|c| c.summary);
     let mut last_schedule_check: Option<Instant> = None;
     // The summary waits until the files were read to their ends and
@@ -192,7 +208,6 @@ fn follow(
     let mut caught_up = false;
     let mut told_sent = false;
 
-    // Resume every stream the store knows, then add the ones the patterns name.
     let mut saved: BTreeMap<String, Vec<Checkpoint>> = BTreeMap::new();
     for c in store
         .checkpoints()
@@ -200,56 +215,20 @@ fn follow(
     {
         saved.entry(c.stream.clone()).or_default().push(c);
     }
-    let mut streams: BTreeMap<PathBuf, Stream> = BTreeMap::new();
-    for (stream, cps) in &saved {
-        let mut s = Stream::new(PathBuf::from(stream), StartAt::Beginning);
-        if let Err(e) = s.resume(cps, &mut analyzer, max_line) {
-            eprintln!("keywatch: {stream}: cannot resume ({e}); reading it anew");
-        }
-        streams.insert(PathBuf::from(stream), s);
-    }
-    let first_start = saved.is_empty();
-    for path in expand(&args.patterns) {
-        streams.entry(path.clone()).or_insert_with(|| {
-            Stream::new(
-                path,
-                if first_start {
-                    args.start_at
-                } else {
-                    StartAt::Beginning
-                },
-            )
-        });
-    }
-
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let mut watcher = if args.poll_only {
-        None
-    } else {
-        notify::recommended_watcher(tx).ok()
+    let opts = FollowOptions {
+        patterns: args.patterns.clone(),
+        start_at: args.start_at,
+        poll_interval: args.poll_interval,
+        poll_only: args.poll_only,
+        idle_close: args.idle_close,
+        budget: DEFAULT_BUDGET,
+        max_line: prepared.max_line,
+        fields: prepared.fields.clone(),
+        format: prepared.format.clone(),
     };
-    let mut watched: HashSet<PathBuf> = HashSet::new();
-    let add_watches = |watcher: &mut Option<notify::RecommendedWatcher>,
-                       watched: &mut HashSet<PathBuf>| {
-        for dir in watch_dirs(&args.patterns) {
-            if watched.contains(&dir) || !dir.is_dir() {
-                continue;
-            }
-            if let Some(w) = watcher.as_mut() {
-                // Tried once either way: without events the directory's files
-                // are still checked every poll interval.
-                if let Err(e) = w.watch(&dir, RecursiveMode::NonRecursive) {
-                    eprintln!(
-                        "keywatch: {}: no file events ({e}); polling it instead",
-                        dir.display()
-                    );
-                }
-                watched.insert(dir);
-            }
-        }
-    };
-    add_watches(&mut watcher, &mut watched);
-    let tick = if watcher.is_some() {
+    let mut follower = Follower::start(opts, &saved, &mut analyzer)
+        .map_err(|e| Failure::Io(format!("file events: {e}")))?;
+    let tick = if follower.has_events() {
         Duration::from_millis(100).min(args.poll_interval)
     } else {
         args.poll_interval
@@ -257,105 +236,57 @@ fn follow(
 
     let mut announced: HashSet<(&'static str, Option<KeyId>, Option<crate::keys::Place>)> =
         HashSet::new();
-    let mut last_commit = Instant::now();
-    let mut last_expand = Instant::now();
-    let mut last_poll = Instant::now() - args.poll_interval;
+    let mut last_commit: Option<Instant> = None;
     let mut dirty = true;
-    let mut warned: HashSet<PathBuf> = HashSet::new();
+    let mut more = false;
+    let mut commit_error: Option<String> = None;
+    let mut commit_failures = 0u64;
+    let mut published: Option<Health> = None;
     loop {
-        // Which files the events name; `None` means "look at all of them"
-        // (an event without a path, an overflow, a name we do not follow).
-        let mut touched: Option<HashSet<PathBuf>> = Some(HashSet::new());
-        let note = |event: notify::Result<notify::Event>,
-                    touched: &mut Option<HashSet<PathBuf>>| match event {
-            Ok(e) if !e.paths.is_empty() && !e.need_rescan() => {
-                if let Some(t) = touched.as_mut() {
-                    t.extend(e.paths);
-                }
-            }
-            _ => *touched = None,
-        };
-        let woke_by_event = match rx.recv_timeout(tick) {
-            Ok(event) => {
-                note(event, &mut touched);
-                while let Ok(event) = rx.try_recv() {
-                    note(event, &mut touched);
-                }
-                true
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                // No event source (polling only): wait out the tick instead.
-                watcher = None;
-                std::thread::sleep(tick);
-                false
-            }
-        };
-        let mut read_any = false;
-        let reload = signals.hup.swap(false, Ordering::Relaxed);
-        let stopping = signals.term.load(Ordering::Relaxed) || reload;
-        // Every poll interval all files are checked (the reconcile pass that
-        // keeps a missed event from stalling a file); in between, only those
-        // the events name.
-        let full = stopping || last_poll.elapsed() >= args.poll_interval;
-        if full || woke_by_event {
-            if full {
-                last_poll = Instant::now();
-                touched = None;
-            }
-            if let Some(t) = &touched
-                && t.iter().any(|p| !streams.contains_key(p))
-            {
-                touched = None;
-            }
-            for (path, s) in &mut streams {
-                if touched.as_ref().is_some_and(|t| !t.contains(path)) {
-                    continue;
-                }
-                let before = analyzer.totals;
-                let polled = s.poll(&mut analyzer, max_line);
-                s.totals.lines += analyzer.totals.lines - before.lines;
-                s.totals.parsed += analyzer.totals.parsed - before.parsed;
-                s.totals.skipped += analyzer.totals.skipped - before.skipped;
-                if let Err(e) = s.close_if_idle(args.idle_close) {
-                    eprintln!("keywatch: {}: {e}", path.display());
-                }
-                match polled {
-                    Ok(n) => {
-                        let counted = analyzer.totals.lines != before.lines;
-                        read_any |= n > 0 || counted;
-                        dirty |= n > 0
-                            || counted
-                            || !s.gaps.is_empty()
-                            || std::mem::take(&mut s.changed);
-                        warned.remove(path);
-                    }
-                    Err(e) => {
-                        if warned.insert(path.clone()) {
-                            eprintln!("keywatch: {}: {e}", path.display());
-                        }
-                    }
-                }
-            }
-        }
+        let step = follower
+            .step(&mut analyzer, if more { Duration::ZERO } else { tick })
+            .map_err(|e| Failure::Io(e.to_string()))?;
+        more = step.more;
+        dirty |= step.changed;
         // Findings go out as soon as the lines that raised them are read,
         // not at the next commit.
-        if read_any {
+        if step.bytes > 0 {
             announce(&analyzer, &names, &mut announced);
         }
+        let reload = signals.hup.swap(false, Ordering::Relaxed);
+        let stopping = signals.term.load(Ordering::Relaxed);
+        let mut next = None;
+        if reload {
+            // The new configuration is read and checked before it replaces
+            // this one; a bad one changes nothing.
+            match prepare(args) {
+                Ok(p) => {
+                    *reloads_ok = true;
+                    next = Some(Box::new(p));
+                }
+                Err(e) => {
+                    *reloads_ok = false;
+                    eprintln!(
+                        "keywatch: SIGHUP: the configuration was not changed: {}",
+                        e.message()
+                    );
+                }
+            }
+        }
+        let leaving = stopping || next.is_some();
         // Alerts are paced by the wall clock, so they are looked at even
         // when nothing was read (a group's wait may have run out).
-        dirty |= alerting.evaluate(|| analyzer.findings(&names), &names, &store, stopping);
-        caught_up |= (full || woke_by_event) && !read_any && !dirty;
+        dirty |= alerting.evaluate(|| analyzer.findings(&names), &names, &store, leaving);
+        caught_up |= !more && step.bytes == 0 && !dirty;
         // The daily summary, once a day after its time (checked every 30 s).
         if summaries
             && caught_up
-            && !stopping
+            && !leaving
             && last_schedule_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(30))
         {
             last_schedule_check = Some(Instant::now());
             let now = chrono::Utc::now().timestamp_millis();
-            match super::summary::scheduled(&setup, alerting.alerter.channels(), &mut store, now) {
+            match super::summary::scheduled(setup, alerting.alerter.channels(), &mut store, now) {
                 Ok(Some(true)) => {
                     eprintln!("keywatch: yesterday's summary queued for its channels");
                     alerting.wake();
@@ -370,48 +301,109 @@ fn follow(
                 Err(e) => eprintln!("keywatch: daily summary: {}", e.message()),
             }
         }
-        if last_expand.elapsed() >= Duration::from_secs(1) {
-            last_expand = Instant::now();
-            for path in expand(&args.patterns) {
-                streams
-                    .entry(path.clone())
-                    .or_insert_with(|| Stream::new(path, StartAt::Beginning));
-            }
-            add_watches(&mut watcher, &mut watched);
-        }
-        if stopping || (dirty && last_commit.elapsed() >= args.commit_interval) {
-            let checkpoints: Vec<Checkpoint> =
-                streams.values().flat_map(Stream::checkpoints).collect();
-            let mut gaps = Vec::new();
-            for s in streams.values_mut() {
-                for g in std::mem::take(&mut s.gaps) {
-                    s.gap_totals.0 += 1;
-                    s.gap_totals.1 += g.bytes;
-                    gaps.push(g);
+        // Commits: at once at start (so a first run's starting position is
+        // kept), then on time, during a catch-up too; a failed one is tried
+        // again on the same timer, new lines or not.
+        let due = last_commit.is_none_or(|t| t.elapsed() >= args.commit_interval);
+        if leaving || (due && (dirty || commit_error.is_some())) {
+            let result = store.check_file().and_then(|()| {
+                let checkpoints = follower.checkpoints();
+                let gaps: Vec<_> = follower
+                    .streams
+                    .values_mut()
+                    .flat_map(|s| s.gaps.clone())
+                    .collect();
+                let delta = std::mem::take(&mut analyzer.usage);
+                match store.commit(&checkpoints, &delta, &names, &gaps, &alerting.pending) {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        // Keep the counts and notices: they are committed
+                        // with the next attempt.
+                        analyzer.usage = delta;
+                        Err(e.to_string())
+                    }
+                }
+            });
+            last_commit = Some(Instant::now());
+            match result {
+                Ok(()) => {
+                    for s in follower.streams.values_mut() {
+                        for g in std::mem::take(&mut s.gaps) {
+                            eprintln!(
+                                "keywatch: {}: gap of {} bytes: {}",
+                                g.stream, g.bytes, g.reason
+                            );
+                            s.gap_totals.0 += 1;
+                            s.gap_totals.1 += g.bytes;
+                        }
+                    }
+                    analyzer.usage = Usage::default();
+                    alerting.committed();
+                    if commit_error.take().is_some() {
+                        eprintln!("keywatch: committing works again");
+                    }
+                    dirty = false;
+                }
+                Err(e) => {
+                    commit_failures += 1;
+                    if commit_error.as_deref() != Some(&e) {
+                        eprintln!("keywatch: {e}");
+                    }
+                    commit_error = Some(e);
                 }
             }
-            for g in &gaps {
-                eprintln!(
-                    "keywatch: {}: gap of {} bytes: {}",
-                    g.stream, g.bytes, g.reason
-                );
+            let mut health = Health::default();
+            for (file, kind, message) in follower.faults() {
+                health.faults.push((kind.to_string(), file, message));
             }
-            let delta = std::mem::take(&mut analyzer.usage);
-            if let Err(e) = store.commit(&checkpoints, &delta, &names, &gaps, &alerting.pending) {
-                // Keep the counts and notices: they are committed with the
-                // next attempt.
-                analyzer.usage = delta;
-                eprintln!("keywatch: {e}");
-            } else {
-                analyzer.usage = Usage::default();
-                alerting.committed();
+            if let Some(e) = &commit_error {
+                let kind = if e.contains("deleted") || e.contains("replaced") {
+                    "store"
+                } else {
+                    "commit"
+                };
+                health.faults.push((
+                    kind.to_string(),
+                    store.path().display().to_string(),
+                    format!("{e}; keywatch tries again every {:?}", args.commit_interval),
+                ));
             }
-            last_commit = Instant::now();
-            dirty = false;
-            page.set(render_metrics(&streams, &analyzer, &store, &engine, &names));
+            if published.as_ref() != Some(&health) {
+                for (_, _, m) in &health.faults {
+                    if !published
+                        .as_ref()
+                        .is_some_and(|p| p.faults.iter().any(|(_, _, o)| o == m))
+                        && !m.starts_with(&format!("{}", store.path().display()))
+                    {
+                        eprintln!("keywatch: {m}");
+                    }
+                }
+                health.publish(state);
+                page.set_faults(health.lines());
+                published = Some(health.clone());
+            }
+            page.set(render_metrics(
+                &follower,
+                &analyzer,
+                &store,
+                engine,
+                &names,
+                &health,
+                commit_failures,
+                *reloads_ok,
+            ));
         }
-        if stopping {
-            return Ok(if reload { Stop::Reload } else { Stop::Exit });
+        if leaving {
+            if let Some(e) = commit_error {
+                return Err(Failure::Io(format!(
+                    "the final commit failed ({e}); what was read since the last commit is read again at the next start"
+                )));
+            }
+            let _ = std::fs::remove_file(state.join(HEALTH_FILE));
+            return Ok(match next {
+                Some(p) => Stop::Reload(p, Box::new(analyzer.into_state())),
+                None => Stop::Exit,
+            });
         }
     }
 }
@@ -443,15 +435,24 @@ fn announce(
 
 /// The metrics page: lines and gaps per file, lag, findings per rule,
 /// requests of today's top keys (bounded, so cardinality stays small).
+#[allow(clippy::too_many_arguments)]
 fn render_metrics(
-    streams: &BTreeMap<PathBuf, Stream>,
+    follower: &Follower,
     analyzer: &Analyzer<'_>,
     store: &Store,
     engine: &Engine,
     names: &[String],
+    health: &Health,
+    commit_failures: u64,
+    reload_ok: bool,
 ) -> String {
+    let streams = &follower.streams;
     let mut b = crate::metrics::Builder::default();
-    type PerFile = (&'static str, &'static str, fn(&Stream) -> u64);
+    type PerFile = (
+        &'static str,
+        &'static str,
+        fn(&crate::source::stream::Stream) -> u64,
+    );
     let per_file: [PerFile; 5] = [
         (
             "keywatch_lines_read_total",
@@ -491,14 +492,50 @@ fn render_metrics(
         "Bytes written to the current file and not yet read.",
     );
     for s in streams.values() {
-        let lag = s.active.as_ref().map_or(0, |g| {
-            std::fs::metadata(&s.path)
-                .map(|m| m.len())
-                .unwrap_or(0)
-                .saturating_sub(g.offset)
-        });
-        b.sample("keywatch_lag_bytes", &[("file", s.name())], lag as f64);
+        b.sample("keywatch_lag_bytes", &[("file", s.name())], s.lag() as f64);
     }
+    b.family(
+        "keywatch_healthy",
+        "gauge",
+        "1 when every file is followed and commits succeed, 0 otherwise (see /healthz).",
+    );
+    b.sample(
+        "keywatch_healthy",
+        &[],
+        if health.faults.is_empty() { 1.0 } else { 0.0 },
+    );
+    b.family(
+        "keywatch_faults",
+        "gauge",
+        "What keeps keywatch from its job, by kind (unreadable, not_regular, missing, io_error, store, commit) and file.",
+    );
+    for (kind, file, _) in &health.faults {
+        b.sample(
+            "keywatch_faults",
+            &[("kind", kind.as_str()), ("file", file.as_str())],
+            1.0,
+        );
+    }
+    b.family(
+        "keywatch_commit_failures_total",
+        "counter",
+        "Commits of offsets and counts that failed (each is retried).",
+    );
+    b.sample(
+        "keywatch_commit_failures_total",
+        &[],
+        commit_failures as f64,
+    );
+    b.family(
+        "keywatch_config_last_reload_successful",
+        "gauge",
+        "1 when the last SIGHUP's configuration was taken (or there was none), 0 when it was refused.",
+    );
+    b.sample(
+        "keywatch_config_last_reload_successful",
+        &[],
+        if reload_ok { 1.0 } else { 0.0 },
+    );
     b.family("keywatch_findings", "gauge", "Open findings per rule.");
     let mut per_rule: BTreeMap<&str, u64> = BTreeMap::new();
     for f in analyzer.findings(names) {

@@ -233,6 +233,17 @@ impl KeyBehaviour {
             .then_some(b)
     }
 
+    /// New settings, what was learned kept (see
+    /// [`super::ordered::OrderedDetectors::reconfigure`]).
+    pub fn reconfigure(mut self, rules: &super::RulesConfig) -> Option<Self> {
+        let fresh = KeyBehaviour::new(rules)?;
+        self.spike = fresh.spike;
+        self.network = fresh.network;
+        self.fanout = fresh.fanout;
+        self.shared = fresh.shared;
+        Some(self)
+    }
+
     pub fn observe(&mut self, e: &Event) {
         if !self.keys.contains_key(&e.key.id) && self.keys.len() >= MAX_KEYS {
             self.untracked += 1;

@@ -224,6 +224,26 @@ impl Detectors {
         }
     }
 
+    /// The rules `rules` switches on, keeping the state of those that were
+    /// on already (a reload).
+    pub fn reconfigure(self, rules: &RulesConfig) -> Self {
+        let fresh = Detectors::new(rules);
+        Detectors {
+            key_in_url: fresh
+                .key_in_url
+                .and(self.key_in_url.or_else(|| Some(Default::default()))),
+            secret_in_url: fresh
+                .secret_in_url
+                .and(self.secret_in_url.or_else(|| Some(Default::default()))),
+            credential_param: fresh
+                .credential_param
+                .and(self.credential_param.or_else(|| Some(Default::default()))),
+            revoked: fresh
+                .revoked
+                .and(self.revoked.or_else(|| Some(Default::default()))),
+        }
+    }
+
     pub fn observe(&mut self, req: &KeyedRequest<'_>) {
         if let Some(d) = &mut self.key_in_url {
             d.observe(req);

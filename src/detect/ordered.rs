@@ -185,6 +185,46 @@ impl OrderedDetectors {
             .then_some(d)
     }
 
+    /// Takes new settings and keeps what was learned (a reload): a rule
+    /// still on keeps its state with the new numbers, a rule switched off
+    /// forgets, one switched on starts empty.
+    pub fn reconfigure(mut self, rules: &super::RulesConfig) -> Option<Self> {
+        let (brute, burst, repeated) = (
+            &rules.key_bruteforce,
+            &rules.auth_failure_burst,
+            &rules.rejected_key_repeated,
+        );
+        self.brute = brute.enabled.then(|| brute.clone());
+        self.burst = burst.enabled.then(|| burst.clone());
+        self.repeated = repeated.enabled.then(|| repeated.clone());
+        if self.brute.is_none() {
+            self.brute_state.clear();
+            self.brute_open.clear();
+        }
+        if self.burst.is_none() {
+            self.burst_state.clear();
+            self.burst_open.clear();
+        }
+        if self.repeated.is_none() {
+            self.repeated_state.clear();
+            self.repeated_open.clear();
+        }
+        self.inferred = rules.revoked_key_in_use.enabled;
+        if !self.inferred {
+            self.last_success.clear();
+            self.inferred_open.clear();
+        }
+        self.behaviour = match self.behaviour.take() {
+            Some(b) => b.reconfigure(rules),
+            None => super::behaviour::KeyBehaviour::new(rules),
+        };
+        (self.brute.is_some()
+            || self.burst.is_some()
+            || self.repeated.is_some()
+            || self.behaviour.is_some())
+        .then_some(self)
+    }
+
     pub fn observe(&mut self, e: &Event) {
         if let Some(b) = &mut self.behaviour {
             b.observe(e);

@@ -2,8 +2,15 @@
 //! standard input. Lines are split with memchr in a reused buffer; a line
 //! longer than the limit is counted and skipped, never buffered whole.
 
-pub mod follow;
+pub mod checkpoint;
+pub mod fingerprint;
+pub mod follower;
+pub mod generation;
+pub mod lines;
+pub mod paths;
+pub mod rotation;
 pub mod scan;
+pub mod stream;
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};

@@ -179,7 +179,8 @@ const MIGRATIONS: &[&str] = &[
     // 5: the running hash of everything before a file's offset, and the
     // log format detected for a stream.
     "ALTER TABLE files ADD COLUMN prefix_hash BLOB;
-     ALTER TABLE files ADD COLUMN format TEXT;",
+     ALTER TABLE files ADD COLUMN format TEXT;
+     ALTER TABLE files ADD COLUMN absent_since_ms INTEGER;",
 ];
 
 /// Device and inode of a file, if it is there.
@@ -419,9 +420,9 @@ impl Store {
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         // A store a daemon has not migrated yet has no columns of schema 5.
         let extra = if self.has_column("files", "format") {
-            "prefix_hash, format"
+            "prefix_hash, format, absent_since_ms"
         } else {
-            "NULL, NULL"
+            "NULL, NULL, NULL"
         };
         self.rows(
             &format!(
@@ -446,6 +447,7 @@ impl Store {
                     last_line_ms: r.get(12)?,
                     prefix_hash: r.get::<_, Option<Vec<u8>>>(13)?.unwrap_or_default(),
                     format: r.get(14)?,
+                    absent_since_ms: r.get(15)?,
                 })
             },
         )
@@ -478,8 +480,8 @@ impl Store {
         }
         for c in checkpoints {
             tx.execute(
-                "INSERT INTO files (stream, generation, dev, ino, head_len, head_hash, offset, marker_hash, size, lines, parsed, skipped, last_line_ms, prefix_hash, format)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                "INSERT INTO files (stream, generation, dev, ino, head_len, head_hash, offset, marker_hash, size, lines, parsed, skipped, last_line_ms, prefix_hash, format, absent_since_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 params![
                     c.stream,
                     c.generation,
@@ -495,7 +497,8 @@ impl Store {
                     i(c.skipped),
                     c.last_line_ms,
                     c.prefix_hash,
-                    c.format
+                    c.format,
+                    c.absent_since_ms
                 ],
             )
             .map_err(sql)?;
@@ -828,6 +831,7 @@ mod tests {
             last_line_ms: Some(5),
             prefix_hash: Vec::new(),
             format: Some("combined".into()),
+            absent_since_ms: None,
         };
         store
             .commit(

@@ -29,6 +29,34 @@ pub struct Checkpoint {
     /// The log format detected for the stream (a preset name), if it was
     /// detected rather than configured.
     pub format: Option<String>,
+    /// Set on the placeholder of a stream that has no file yet
+    /// ([`Checkpoint::absent`]): when the path was last seen without one.
+    /// A file modified since then, under any of its names, is new.
+    pub absent_since_ms: Option<i64>,
+}
+
+impl Checkpoint {
+    /// The record of a stream whose path named no file at `seen_ms`.
+    pub fn absent(stream: &str, seen_ms: i64, format: Option<&str>) -> Checkpoint {
+        Checkpoint {
+            stream: stream.to_string(),
+            generation: 0,
+            dev: 0,
+            ino: 0,
+            head_len: 0,
+            head_hash: Vec::new(),
+            offset: 0,
+            marker_hash: Vec::new(),
+            prefix_hash: Vec::new(),
+            size: 0,
+            lines: 0,
+            parsed: 0,
+            skipped: 0,
+            last_line_ms: None,
+            format: format.map(str::to_owned),
+            absent_since_ms: Some(seen_ms),
+        }
+    }
 }
 
 /// Bytes that were written but could not be read.

@@ -326,6 +326,11 @@ impl Follower {
         }
     }
 
+    /// Makes the next step look at every file, as the poll interval does.
+    pub fn look_everywhere(&mut self) {
+        self.rescan = true;
+    }
+
     /// Whether file events are used (else only the poll interval).
     pub fn has_events(&self) -> bool {
         self.watcher.is_some()

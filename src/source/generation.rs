@@ -150,7 +150,8 @@ impl Generation {
     /// consumed, the same head, and the same bytes before the offset. (Log
     /// lines often end alike, so the tail alone is no proof.)
     pub fn intact(&self, meta: &Metadata) -> io::Result<bool> {
-        if meta.len() < self.read_pos() {
+        // Shorter than it was ever seen: truncated, read or not.
+        if meta.len() < self.read_pos().max(self.size) {
             return Ok(false);
         }
         if self.head_len > 0
@@ -169,6 +170,17 @@ impl Generation {
     /// Bytes of an unfinished last line held.
     pub fn pending(&self) -> u64 {
         self.splitter.pending()
+    }
+
+    /// Notes how large the file is now (so a truncation of bytes not read
+    /// yet is still known for what it took) and extends its head
+    /// fingerprint; call it only while the file is intact.
+    pub fn observe(&mut self, meta: &Metadata) -> io::Result<()> {
+        if meta.len() > self.size {
+            self.size = meta.len();
+            self.grow_head()?;
+        }
+        Ok(())
     }
 
     /// Whether the file changed since the last look (size or time).
@@ -273,6 +285,7 @@ impl Generation {
             skipped: self.counts.skipped,
             last_line_ms: self.counts.last_line_ms,
             format: format.map(str::to_owned),
+            absent_since_ms: None,
         }
     }
 

@@ -52,7 +52,8 @@ pub fn is_plain_name_of(path: &Path, name: &Path) -> bool {
 /// Streams a compressed file to `sink`: everything after the checkpoint's
 /// offset when `from` is given and the content matches it (head, the bytes
 /// before the offset, every byte before it when recorded), or all of it.
-/// Returns the counts after it, or `None` when the content does not match.
+/// Returns the counts after it and what the whole content looks like (for
+/// a record of a file read to its end), or `None` when it does not match.
 pub fn read_gz(
     path: &Path,
     from: Option<&Checkpoint>,
@@ -60,9 +61,59 @@ pub fn read_gz(
     format: &LogFormat,
     name: &Arc<str>,
     max_line: usize,
+) -> io::Result<Option<(Counts, Whole)>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut gz = Tracked {
+        inner: MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file)),
+        whole: Whole::default(),
+    };
+    let read = read_tracked(&mut gz, from, sink, format, name, max_line)?;
+    Ok(read.map(|counts| (counts, gz.whole)))
+}
+
+/// The fingerprint of a whole decompressed file, as it streamed by.
+#[derive(Default)]
+pub struct Whole {
+    pub len: u64,
+    pub head: Vec<u8>,
+    pub tail: Vec<u8>,
+    pub prefix: PrefixHash,
+}
+
+struct Tracked<R> {
+    inner: R,
+    whole: Whole,
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let b = &buf[..n];
+        let w = &mut self.whole;
+        w.len += n as u64;
+        let room = (super::fingerprint::HEAD_MAX as usize).saturating_sub(w.head.len());
+        w.head.extend_from_slice(&b[..room.min(n)]);
+        w.tail.extend_from_slice(b);
+        if w.tail.len() > MARKER {
+            w.tail.drain(..w.tail.len() - MARKER);
+        }
+        w.prefix.update(b);
+        Ok(n)
+    }
+}
+
+fn read_tracked(
+    gz: &mut impl Read,
+    from: Option<&Checkpoint>,
+    sink: &mut dyn LineSink,
+    format: &LogFormat,
+    name: &Arc<str>,
+    max_line: usize,
 ) -> io::Result<Option<Counts>> {
-    let file = File::open(path)?;
-    let mut gz = MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file));
     let mut counts = Counts::default();
     let mut chunk = vec![0u8; 1 << 16];
     if let Some(c) = from {
@@ -161,6 +212,14 @@ fn stream_rest(
     let c = &mut counts;
     splitter.finish(|p| c.hand(p, sink, format, name));
     Ok(counts)
+}
+
+/// Whether a `.gz` file decompresses to its end (one still being written
+/// does not).
+pub fn gz_complete(path: &Path) -> bool {
+    File::open(path).is_ok_and(|f| {
+        io::copy(&mut MultiGzDecoder::new(BufReader::new(f)), &mut io::sink()).is_ok()
+    })
 }
 
 /// The first `len` decompressed bytes of a `.gz` file (fewer if shorter).

@@ -129,14 +129,27 @@ pub struct Stream {
     pub rotated: Vec<Generation>,
     /// Files opened for this stream (by the event thread) not yet looked at.
     arrived: Vec<File>,
-    copies: Vec<(Generation, Instant)>,
+    /// With when each was seen and whether it was compared with the file.
+    copies: Vec<(Generation, Instant, bool)>,
     /// Files that were there before keywatch: held, never read.
     foreign: Vec<Generation>,
     /// A new file the event thread found at the path, not yet taken up.
     pending_active: Option<Generation>,
+    /// With no file: when the path was last seen without one.
+    absent_seen_ms: Option<i64>,
+    /// The last files read to their end and let go (or a `.gz` read whole),
+    /// kept as records (checkpoints of generation -1) while no other file is
+    /// held, so a restart knows them under any new name (a `.gz` of one, say)
+    /// and reads nothing of them twice.
+    done: Vec<Checkpoint>,
     /// Heads of files truncated lately, so a copy of one seen late is known
     /// for what it is.
     recent_heads: Vec<Vec<u8>>,
+    /// Heads (length, hash) of files held or let go that are never to be
+    /// read again, carried across restarts as records (generation -2).
+    known_heads: Vec<(u64, Vec<u8>)>,
+    /// `.gz` siblings looked at: identity, size when first seen, decided.
+    gz_seen: Vec<((u64, u64), u64, bool)>,
     pub gaps: Vec<Gap>,
     /// The format of this stream's lines, and its preset name when detected.
     format: Option<(Arc<LogFormat>, Option<String>)>,
@@ -179,7 +192,11 @@ impl Stream {
             copies: Vec::new(),
             foreign: Vec::new(),
             pending_active: None,
+            absent_seen_ms: None,
+            done: Vec::new(),
             recent_heads: Vec::new(),
+            gz_seen: Vec::new(),
+            known_heads: Vec::new(),
             gaps: Vec::new(),
             format: None,
             start_at,
@@ -217,7 +234,7 @@ impl Stream {
         self.active
             .iter()
             .chain(&self.rotated)
-            .chain(self.copies.iter().map(|(g, _)| g))
+            .chain(self.copies.iter().map(|(g, _, _)| g))
             .chain(&self.foreign)
             .chain(&self.pending_active)
             .map(|g| (g.dev, g.ino))
@@ -249,7 +266,7 @@ impl Stream {
         self.active
             .iter()
             .chain(&self.rotated)
-            .chain(self.copies.iter().map(|(g, _)| g))
+            .chain(self.copies.iter().map(|(g, _, _)| g))
             .chain(&self.foreign)
             .chain(&self.pending_active)
             .any(|g| g.dev == dev && g.ino == ino)
@@ -308,6 +325,28 @@ impl Stream {
     /// the file at the path is read: from its start, or from its end on a
     /// first run with `--from-end`.
     pub fn start(&mut self, saved: &[Checkpoint], ctx: &mut Ctx<'_>) -> io::Result<()> {
+        // A stream that had no file: whatever is there now, but what it held
+        // and would not read, is new, under any of its names.
+        let absent = saved.iter().any(|c| c.absent_since_ms.is_some());
+        let skips: Vec<&Checkpoint> = saved.iter().filter(|c| c.generation == SKIP).collect();
+        for k in &skips {
+            self.know_head(k.head_len, k.head_hash.clone());
+        }
+        let kept: Vec<Checkpoint> = saved
+            .iter()
+            .filter(|c| c.absent_since_ms.is_none() && c.generation != SKIP)
+            .cloned()
+            .collect();
+        let saved = &kept[..];
+        let skipped = |head: &[u8], ident: Option<(u64, u64)>| {
+            skips.iter().any(|k| {
+                let n = (k.head_len as usize).min(head.len());
+                k.head_len > 0
+                    && ident.is_none_or(|(d, i)| d == k.dev && i == k.ino)
+                    && super::fingerprint::hash(&head[..n]) == k.head_hash
+                    && n as u64 == k.head_len
+            })
+        };
         if let Some(name) = saved.iter().find_map(|c| c.format.as_deref())
             && let Some(f) = format::presets::by_name(name, ctx.fields)
         {
@@ -327,16 +366,28 @@ impl Stream {
                 plain.push((position, Generation::open(&s.path).ok()));
             }
         }
+        let present: Vec<usize> = plain
+            .iter()
+            .filter(|(_, g)| g.is_some())
+            .map(|(p, _)| *p)
+            .chain(gz.iter().map(|(p, _, _)| *p))
+            .collect();
         let mut newest: Option<usize> = None;
         let mut rotated: Vec<(usize, Generation)> = Vec::new();
         let mut ordered: Vec<&Checkpoint> = saved.iter().collect();
-        ordered.sort_by_key(|c| c.generation);
+        // The file at the path first, then rotated ones, then records.
+        ordered.sort_by_key(|c| (c.generation < 0, c.generation));
         for c in ordered {
             let mut hit = None;
             'search: for same_inode in [true, false] {
-                for (i, (_, g)) in plain.iter().enumerate() {
+                for (i, (position, g)) in plain.iter().enumerate() {
+                    // With no whole line read, content tells little apart:
+                    // only the same file at the same path (an inode is reused
+                    // soon after its file is deleted).
+                    let weak = c.offset == 0;
                     if let Some(g) = g
                         && (g.dev == c.dev && g.ino == c.ino) == same_inode
+                        && if same_inode { !weak || *position == 0 } else { !weak && c.head_len > 0 }
                         && g.matches(c)?
                     {
                         hit = Some(i);
@@ -350,9 +401,9 @@ impl Stream {
                     continue;
                 };
                 g.resume_from(c)?;
-                if c.generation == 0 {
-                    newest = Some(position);
-                }
+                // The newest file read before: whatever is nearer the path
+                // came after.
+                newest = Some(newest.map_or(position, |n: usize| n.min(position)));
                 if position == 0 {
                     self.active = Some(g);
                 } else {
@@ -362,7 +413,8 @@ impl Stream {
             }
             let mut found = false;
             for (position, path, claimed) in gz.iter_mut() {
-                if *claimed {
+                // Another file holds what was read only if something was.
+                if *claimed || c.head_len == 0 || c.offset == 0 {
                     continue;
                 }
                 let Some(f) =
@@ -370,55 +422,103 @@ impl Stream {
                 else {
                     continue;
                 };
-                if read_gz(path, Some(c), ctx.sink, &f, &self.name, ctx.max_line)?.is_some() {
+                if let Some((counts, whole)) =
+                    read_gz(path, Some(c), ctx.sink, &f, &self.name, ctx.max_line)?
+                {
+                    self.remember_gz(counts, whole);
                     *claimed = true;
                     found = true;
                     self.changed = true;
-                    if c.generation == 0 {
-                        newest = Some(*position);
-                    }
+                    newest = Some(newest.map_or(*position, |n: usize| n.min(*position)));
                     break;
                 }
             }
-            if !found {
+            if !found && c.generation != DONE {
                 self.gap(
                     "the file read before the stop was rotated away or rewritten, and no file there holds what was read",
                     c.size.saturating_sub(c.offset),
                 );
             }
         }
-        let newer_than = match (saved.is_empty(), newest) {
-            (true, _) => 0,
-            (false, Some(p)) => p,
-            (false, None) => 1,
+        // The file last read is `.p`: p rotations happened while keywatch was
+        // stopped, so `.1` … `.p-1` held files it never saw. One missing is
+        // a generation gone unseen.
+        if let Some(p) = newest {
+            let gone = (1..p).filter(|q| !present.contains(q)).count();
+            if gone > 0 {
+                self.gap(
+                    &format!(
+                        "{gone} rotated file(s) written while keywatch was stopped were gone when it started (their size is unknown)"
+                    ),
+                    0,
+                );
+            }
+        }
+        // What the store knew of this stream: a first start knows nothing,
+        // and what is there then is history (the path's file aside).
+        let first = saved.is_empty() && !absent;
+        // Heads of the files taken up from checkpoints: a file that starts
+        // like one of them is a copy of what is being read, not new.
+        let resumed: Vec<Vec<u8>> = self
+            .active
+            .iter()
+            .chain(rotated.iter().map(|(_, g)| g))
+            .map(|g| g.head_bytes.clone())
+            .collect();
+        let copy_of_resumed = |head: &[u8]| {
+            resumed.iter().any(|r| {
+                let n = r.len().min(head.len());
+                n > 0 && r[..n] == head[..n]
+            })
         };
         for (position, g) in plain.iter_mut() {
             let Some(mut g) = g.take() else { continue };
-            if *position == 0 && self.active.is_none() {
-                if saved.is_empty() && self.start_at == StartAt::End {
+            if skipped(&g.head_bytes, Some((g.dev, g.ino))) {
+                self.foreign.push(g);
+            } else if *position == 0 && self.active.is_none() {
+                // The file at the path that no checkpoint claims is new (or,
+                // on a first run from the end, taken up at its end).
+                if first && self.start_at == StartAt::End {
                     g.skip_to_end()?;
                 }
                 self.changed = true;
                 self.active = Some(g);
-            } else if *position < newer_than {
+            } else if first || copy_of_resumed(&g.head_bytes) {
+                self.foreign.push(g);
+            } else {
+                // Not read, not held before: it arrived while keywatch was
+                // stopped (a rotated or copied file of lines never seen).
                 self.changed = true;
                 rotated.push((*position, g));
-            } else {
-                self.foreign.push(g);
             }
         }
-        if newest.is_some() {
-            for (position, path, claimed) in &gz {
-                if *claimed || *position >= newer_than {
+        if !first {
+            for (_, path, claimed) in &gz {
+                if *claimed {
                     continue;
                 }
-                let Some(f) =
-                    self.format_for(ctx, || super::rotation::gz_head(path, DETECT_SAMPLE))?
-                else {
+                let head = super::rotation::gz_head(path, HEAD as usize)?;
+                if head.is_empty() || skipped(&head, None) || copy_of_resumed(&head) {
+                    continue;
+                }
+                let Some(f) = self.format_from(ctx, &head) else {
                     continue;
                 };
-                read_gz(path, None, ctx.sink, &f, &self.name, ctx.max_line)?;
+                if let Some((counts, whole)) =
+                    read_gz(path, None, ctx.sink, &f, &self.name, ctx.max_line)?
+                {
+                    self.remember_gz(counts, whole);
+                }
                 self.changed = true;
+            }
+        }
+        if self.active.is_none() && !self.path.exists() {
+            self.absent_seen_ms = Some(super::checkpoint::now_ms());
+        }
+        // Every `.gz` there now was dealt with here (read, or history).
+        for (_, path, _) in &gz {
+            if let Ok(m) = std::fs::metadata(path) {
+                self.gz_seen.push(((m.dev(), m.ino()), m.len(), true));
             }
         }
         // Oldest (highest rotation number) first.
@@ -427,6 +527,62 @@ impl Stream {
         // Whatever appears at the path from now on is read from its start.
         self.start_at = StartAt::Beginning;
         Ok(())
+    }
+
+    fn know_head(&mut self, len: u64, hash: Vec<u8>) {
+        if len > 0 && !self.known_heads.iter().any(|(l, h)| *l == len && *h == hash) {
+            self.known_heads.push((len, hash));
+        }
+        if self.known_heads.len() > MAX_HEADS {
+            self.known_heads.remove(0);
+        }
+    }
+
+    fn remember_head(&mut self, head: Vec<u8>) {
+        if !self.recent_heads.contains(&head) {
+            self.recent_heads.push(head);
+        }
+        if self.recent_heads.len() > MAX_HEADS {
+            self.recent_heads.remove(0);
+        }
+    }
+
+    fn remember_done(&mut self, record: Checkpoint) {
+        // An empty file's record tells it from nothing.
+        if record.head_len == 0 {
+            return;
+        }
+        self.done.retain(|d| d.head_hash != record.head_hash || d.head_len != record.head_len);
+        self.done.push(record);
+        if self.done.len() > MAX_DONE {
+            self.done.remove(0);
+        }
+    }
+
+    /// A `.gz` read to its end: a record of it, so a restart reads none of it
+    /// again.
+    fn remember_gz(&mut self, counts: super::lines::Counts, whole: super::rotation::Whole) {
+        let format = self.format.as_ref().and_then(|(_, n)| n.clone());
+        let head_len = whole.head.len() as u64;
+        self.remember_done(Checkpoint {
+            stream: self.name.to_string(),
+            generation: DONE,
+            dev: 0,
+            ino: 0,
+            head_len,
+            head_hash: super::fingerprint::hash(&whole.head),
+            offset: whole.len,
+            marker_hash: super::fingerprint::hash(&whole.tail),
+            prefix_hash: whole.prefix.to_bytes(),
+            size: whole.len,
+            lines: counts.lines,
+            parsed: counts.parsed,
+            skipped: counts.skipped,
+            last_line_ms: counts.last_line_ms,
+            format,
+            absent_since_ms: None,
+        });
+        self.changed = true;
     }
 
     /// Closes the file if it has had nothing to read for `idle`, keeping
@@ -478,15 +634,18 @@ impl Stream {
         // still be being written when it is seen: its head is the start of
         // the head of a file read (or just truncated).
         let head = &g.head_bytes;
-        let starts = |of: &[u8]| head.len() <= of.len() && of[..head.len()] == head[..];
+        let starts = |of: &[u8]| {
+            let n = head.len().min(of.len());
+            of[..n] == head[..n]
+        };
         let copy = self
             .active
             .iter()
             .chain(self.rotated.iter())
-            .any(|h| h.offset > 0 && starts(&h.head_bytes))
+            .any(|h| !h.head_bytes.is_empty() && starts(&h.head_bytes))
             || self.recent_heads.iter().any(|h| starts(h));
         if copy && !at_path {
-            self.copies.push((g, Instant::now()));
+            self.copies.push((g, Instant::now(), false));
             while self.copies.len() > MAX_COPIES {
                 self.copies.remove(0);
             }
@@ -527,6 +686,76 @@ impl Stream {
         Ok(())
     }
 
+    /// A `.gz` sibling is normally a compressed copy of a file read already;
+    /// one whose content starts like no file this stream has read, held or
+    /// recorded holds lines never seen (created, rotated and compressed
+    /// before keywatch could look) and is read whole, once its size has
+    /// held still for a look.
+    fn scan_gz(&mut self, ctx: &mut Ctx<'_>) -> io::Result<()> {
+        let mut present = Vec::new();
+        for sib in siblings(&self.path).into_iter().filter(|s| s.gz) {
+            let Ok(meta) = std::fs::metadata(&sib.path) else {
+                continue;
+            };
+            let ident = (meta.dev(), meta.ino());
+            present.push(ident);
+            let at = match self.gz_seen.iter().position(|(i, _, _)| *i == ident) {
+                Some(at) => at,
+                None => {
+                    self.gz_seen.push((ident, meta.len(), false));
+                    self.gz_seen.len() - 1
+                }
+            };
+            if self.gz_seen[at].2 {
+                continue;
+            }
+            // Only a whole `.gz` is read (one being written is looked at again).
+            if !super::rotation::gz_complete(&sib.path) {
+                continue;
+            }
+            self.gz_seen[at].2 = true;
+            let head = super::rotation::gz_head(&sib.path, HEAD as usize)?;
+            if head.is_empty() || self.knows_head(&head) {
+                continue;
+            }
+            let Some(f) = self.format_from(ctx, &head) else {
+                continue;
+            };
+            if let Some((counts, whole)) =
+                read_gz(&sib.path, None, ctx.sink, &f, &self.name, ctx.max_line)?
+            {
+                self.remember_gz(counts, whole);
+            }
+        }
+        self.gz_seen.retain(|(i, _, _)| present.contains(i));
+        Ok(())
+    }
+
+    /// Whether a file starting with `head` is one this stream read, holds
+    /// or recorded (their heads agree as far as both go).
+    fn knows_head(&self, head: &[u8]) -> bool {
+        let agrees = |of: &[u8]| {
+            let n = head.len().min(of.len());
+            n > 0 && of[..n] == head[..n]
+        };
+        self.active
+            .iter()
+            .chain(&self.rotated)
+            .chain(self.copies.iter().map(|(g, _, _)| g))
+            .chain(&self.foreign)
+            .chain(&self.pending_active)
+            .any(|g| agrees(&g.head_bytes))
+            || self.recent_heads.iter().any(|h| agrees(h))
+            || self.known_heads.iter().any(|(len, hash)| {
+                let n = *len as usize;
+                n <= head.len() && super::fingerprint::hash(&head[..n]) == *hash
+            })
+            || self.done.iter().any(|d| {
+                let n = d.head_len as usize;
+                n > 0 && n <= head.len() && super::fingerprint::hash(&head[..n]) == d.head_hash
+            })
+    }
+
     /// Reads everything new: rotated files to their end (oldest first),
     /// then the file at the path, handling rotation and truncation, within
     /// `ctx.budget` bytes. `full` also looks for unseen rotated files.
@@ -548,8 +777,11 @@ impl Stream {
         }
         self.classify_arrived()?;
         self.look_at_path(ctx)?;
-        if full && self.active.is_some() {
-            self.scan_siblings()?;
+        if full {
+            if self.active.is_some() {
+                self.scan_siblings()?;
+            }
+            self.scan_gz(ctx)?;
         }
         let mut out = Polled::default();
         // Rotated files first, oldest first: their lines came before.
@@ -571,19 +803,24 @@ impl Stream {
                 i += 1;
                 continue;
             };
-            match self.rotated[i].read(budget, ctx.sink, &f, &self.name, ctx.max_line)? {
+            let meta = self.rotated[i].metadata()?;
+            let progress = if self.rotated[i].intact(&meta)? {
+                self.rotated[i].read(budget, ctx.sink, &f, &self.name, ctx.max_line)?
+            } else {
+                Progress::Rewritten
+            };
+            match progress {
                 Progress::Read { bytes, more } => {
                     out.bytes += bytes;
                     out.more |= more;
                     i += 1;
                 }
                 Progress::Rewritten => {
-                    // Rewritten in place after it was rotated: not ours any more.
+                    // Truncated or rewritten after it was rotated: what it had
+                    // unread is a gap, what it holds now is read from its start.
                     let g = self.rotated.remove(i);
-                    let lost = g
-                        .metadata()
-                        .map_or(0, |m| m.len())
-                        .saturating_sub(g.read_pos());
+                    let lost = g.size.saturating_sub(g.read_pos());
+                    self.rotated.insert(i, Generation::of(g.try_clone_file()?)?);
                     self.gap(
                         "a rotated file was rewritten before it was read to its end",
                         lost,
@@ -631,6 +868,9 @@ impl Stream {
                     g.finish(ctx.sink, &f, &self.name);
                 }
                 self.changed = true;
+                let format = self.format.as_ref().and_then(|(_, n)| n.clone());
+                let record = g.checkpoint(&self.name, DONE, format.as_deref());
+                self.remember_done(record);
                 // Read and done, but still there under a rotated name: held
                 // (not read) until it is deleted, so it is never taken for
                 // a new file.
@@ -653,9 +893,26 @@ impl Stream {
             );
         }
         self.rotated = kept;
-        self.copies
-            .retain(|(g, at)| g.nlink() > 0 && at.elapsed() < COPY_KEPT);
-        self.foreign.retain(|g| g.nlink() > 0);
+        // Let go of files deleted (or copies kept long enough), keeping
+        // their heads: a `.gz` of one is then still known for what it is.
+        let mut gone = Vec::new();
+        self.copies.retain(|(g, at, _)| {
+            let keep = g.nlink() > 0 && at.elapsed() < COPY_KEPT;
+            if !keep {
+                gone.push(g.head_bytes.clone());
+            }
+            keep
+        });
+        self.foreign.retain(|g| {
+            let keep = g.nlink() > 0;
+            if !keep {
+                gone.push(g.head_bytes.clone());
+            }
+            keep
+        });
+        for head in gone.into_iter().filter(|h| !h.is_empty()) {
+            self.remember_head(head);
+        }
         if self.foreign.len() > MAX_FOREIGN {
             self.foreign.drain(..self.foreign.len() - MAX_FOREIGN);
         }
@@ -669,6 +926,9 @@ impl Stream {
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if self.active.is_none() && self.pending_active.is_none() {
+                    self.absent_seen_ms = Some(super::checkpoint::now_ms());
+                }
                 let since = *self.missing_since.get_or_insert_with(Instant::now);
                 if self.literal && self.active.is_none() && since.elapsed() >= MISSING_GRACE {
                     self.fault = Some(Fault::Missing);
@@ -690,6 +950,12 @@ impl Stream {
         let same = |g: &Generation| g.dev == meta.dev() && g.ino == meta.ino();
         if self.active.as_ref().is_some_and(same) {
             self.fault = None;
+            // Seen at its size now, even if the budget leaves it unread.
+            if let Some(g) = &mut self.active
+                && g.intact(&meta)?
+            {
+                g.observe(&meta)?;
+            }
             return Ok(());
         }
         // A new file at the path: the event thread may hold it already.
@@ -731,6 +997,9 @@ impl Stream {
             self.taken += 1;
         }
         self.start_at = StartAt::Beginning;
+        if new.intact(&meta)? {
+            new.observe(&meta)?;
+        }
         self.active = Some(new);
         Ok(())
     }
@@ -745,8 +1014,11 @@ impl Stream {
         if !g.changed(&meta) {
             return Ok(Polled::default());
         }
-        if !g.intact(&meta)? {
+        if !g.intact(&meta)? || self.copied_then_truncated()? {
             self.truncated(ctx)?;
+        }
+        if let Some(g) = &mut self.active {
+            g.observe(&g.metadata()?)?;
         }
         self.last_activity = Instant::now();
         for _ in 0..2 {
@@ -774,27 +1046,59 @@ impl Stream {
         Ok(Polled::default())
     }
 
+    /// Whether a copy made of the active file (copytruncate's `cp`) is no
+    /// longer how the file starts: it was truncated after the copy, even if
+    /// it has grown back past what was read with lines that start alike.
+    /// Each copy is compared once, when it is first complete.
+    fn copied_then_truncated(&mut self) -> io::Result<bool> {
+        let Some(g) = &self.active else {
+            return Ok(false);
+        };
+        for (copy, _, checked) in &mut self.copies {
+            if *checked {
+                continue;
+            }
+            let size = copy.metadata()?.len();
+            // Compared once the copy has stopped growing.
+            if size == 0 || copy.size != size {
+                copy.size = size;
+                continue;
+            }
+            *checked = true;
+            let now = g.metadata()?.len();
+            if now < size {
+                return Ok(true);
+            }
+            let mine = super::fingerprint::PrefixHash::of_file(&g.try_clone_file()?, size)?;
+            let theirs = super::fingerprint::PrefixHash::of_file(&copy.try_clone_file()?, size)?;
+            if mine != theirs {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The active file was truncated or rewritten in place (copytruncate):
     /// read what had not been read from a copy that holds what was read,
     /// then read the file again from its start.
     fn truncated(&mut self, ctx: &mut Ctx<'_>) -> io::Result<()> {
+        // The copy may have been seen already (the event thread opens it
+        // as soon as it is made); look while the file itself is still held.
+        self.classify_arrived()?;
+        self.scan_siblings()?;
         let Some(old) = self.active.take() else {
             return Ok(());
         };
         self.changed = true;
         let format = self.format.as_ref().and_then(|(_, n)| n.clone());
         let c = old.checkpoint(&self.name, 0, format.as_deref());
-        self.recent_heads.push(old.head_bytes.clone());
-        if self.recent_heads.len() > 8 {
-            self.recent_heads.remove(0);
-        }
-        // The copy may have been seen already (the event thread opens it
-        // as soon as it is made).
-        self.classify_arrived()?;
-        self.scan_siblings()?;
+        self.remember_head(old.head_bytes.clone());
         let mut recovered = false;
-        if let Some(f) = self.current_format(ctx) {
-            for (copy, _) in &mut self.copies {
+        // A copy is known by what was read; of a file seen empty it is not.
+        if c.head_len > 0
+            && let Some(f) = self.current_format(ctx)
+        {
+            for (copy, _, _) in &mut self.copies {
                 if copy.matches(&c)? {
                     copy.resume_from(&c)?;
                     copy.read(u64::MAX, ctx.sink, &f, &self.name, ctx.max_line)?;
@@ -806,13 +1110,20 @@ impl Stream {
             if !recovered {
                 for sib in siblings(&self.path) {
                     if sib.gz {
-                        if read_gz(&sib.path, Some(&c), ctx.sink, &f, &self.name, ctx.max_line)?
-                            .is_some()
+                        if c.offset == 0 {
+                            continue;
+                        }
+                        if let Some((counts, whole)) =
+                            read_gz(&sib.path, Some(&c), ctx.sink, &f, &self.name, ctx.max_line)?
                         {
+                            self.remember_gz(counts, whole);
                             recovered = true;
                             break;
                         }
-                    } else if let Ok(mut copy) = Generation::open(&sib.path)
+                    } else if c.offset > 0
+                        && let Ok(mut copy) = Generation::open(&sib.path)
+                        // A file read as a generation of its own is no copy.
+                        && !self.rotated.iter().any(|g| g.dev == copy.dev && g.ino == copy.ino)
                         && copy.matches(&c)?
                     {
                         copy.resume_from(&c)?;
@@ -830,6 +1141,11 @@ impl Stream {
                 "truncated before it was read to its end, and no rotated copy (.1) held the rest",
                 unread,
             );
+        }
+        // Copies made so far are of what the file held before: none of them
+        // says anything about what it holds from now on.
+        for (_, _, checked) in &mut self.copies {
+            *checked = true;
         }
         // The same file, read again from its start.
         let file = File::open(&self.path).or_else(|_| old.try_clone_file())?;
@@ -851,6 +1167,44 @@ impl Stream {
         for (i, g) in self.rotated.iter().enumerate() {
             out.push(g.checkpoint(&self.name, i as i64 + 1, format));
         }
+        if out.is_empty() {
+            // Known, without a file now: what appears is read from its start,
+            // after a restart too.
+            let seen = self.absent_seen_ms.unwrap_or_else(super::checkpoint::now_ms);
+            out.push(Checkpoint::absent(&self.name, seen, format));
+        }
+        out.extend(self.done.iter().cloned());
+        // Files held and never to be read (there before, copies): a
+        // restart knows them for what they are.
+        // (An empty one says nothing: its inode may be another file's soon.)
+        for g in self
+            .foreign
+            .iter()
+            .chain(self.copies.iter().map(|(g, _, _)| g))
+            .filter(|g| !g.head_bytes.is_empty())
+        {
+            let mut k = g.checkpoint(&self.name, SKIP, format);
+            k.head_len = g.head_bytes.len() as u64;
+            k.head_hash = super::fingerprint::hash(&g.head_bytes);
+            out.push(k);
+        }
+        // And the heads of files read and let go: a `.gz` made of one is
+        // known after a restart too.
+        let mut heads = self.known_heads.clone();
+        for head in &self.recent_heads {
+            let h = (head.len() as u64, super::fingerprint::hash(head));
+            if !heads.contains(&h) {
+                heads.push(h);
+            }
+        }
+        for (len, hash) in heads {
+            let mut k = Checkpoint::absent(&self.name, 0, format);
+            k.absent_since_ms = None;
+            k.generation = SKIP;
+            k.head_len = len;
+            k.head_hash = hash;
+            out.push(k);
+        }
         out
     }
 
@@ -871,6 +1225,19 @@ impl Stream {
 /// How long a path named on the command line may be missing before that is
 /// a fault (a log about to be created is no fault).
 pub const MISSING_GRACE: Duration = Duration::from_secs(60);
+
+/// The generation number of a record of a file held and never to be read
+/// (there before keywatch, or a copytruncate copy).
+const SKIP: i64 = -2;
+/// How much of a head a `.gz` is compared by against those records.
+const HEAD: u64 = super::fingerprint::HEAD_MAX;
+
+/// The generation number of a record of a file read to its end and let go.
+const DONE: i64 = -1;
+/// Such records kept at most.
+const MAX_DONE: usize = 8;
+/// Heads of files let go remembered at most.
+const MAX_HEADS: usize = 32;
 
 /// How many first bytes of a file a format is detected from.
 const DETECT_SAMPLE: usize = 1 << 20;

@@ -101,6 +101,9 @@ struct WatchCmd {
     /// Close a file that has had nothing new for this long; it is reopened when it changes
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     idle_close: std::time::Duration,
+    /// A file named on the command line that is missing this long is a fault (reported, /healthz 503)
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    missing_grace: std::time::Duration,
     /// Serve Prometheus metrics on /metrics (and /healthz) at this address, e.g. 127.0.0.1:9187
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
@@ -272,6 +275,7 @@ fn main() -> ExitCode {
             metrics_listen: w.metrics_listen,
             poll_only: w.poll_only,
             idle_close: w.idle_close,
+            missing_grace: w.missing_grace,
         }),
         Command::Status(s) => commands::status::status(
             &common,

@@ -269,8 +269,10 @@ fn partial_lines_are_held_until_their_newline_even_across_a_restart() {
     let kw = Kw::new();
     let mut w = Writer::new();
     let log = log_path(&kw);
+    let other = kw.path("other.log");
     w.append(&log, &key(1), 3);
-    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    let pattern = format!("{}/*.log", kw.dir.path().display());
+    let d = Daemon::start(&kw, &pattern, &["--from-beginning"]);
     settle(&kw, &w);
     let full = w.next(&key(2));
     let (a, b) = full.split_at(40);
@@ -280,12 +282,19 @@ fn partial_lines_are_held_until_their_newline_even_across_a_restart() {
         .unwrap()
         .write_all(a.as_bytes())
         .unwrap();
-    // Several poll intervals pass with half a line in the file.
+    // Half a line sits in the file while a whole one in another is counted:
+    // the daemon looked at both, and half a line is not a line.
     let before = committed_lines(&kw);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(committed_lines(&kw), before, "half a line is not a line");
+    let mut beside = Writer::new();
+    beside.n = 1_000_000;
+    beside.append(&other, &key(3), 1);
+    wait_until("the line beside counted", LONG, || {
+        committed_lines(&kw) == before + 1
+    });
     d.stop();
-    let d = Daemon::start(&kw, log.to_str().unwrap(), &[]);
+    w.counts.extend(beside.counts.clone());
+    w.n += 1;
+    let d = Daemon::start(&kw, &pattern, &[]);
     OpenOptions::new()
         .append(true)
         .open(&log)
@@ -1051,4 +1060,191 @@ fn findings_of_a_followed_log_equal_those_of_the_same_log_scanned() {
     scanned.sort();
     assert_eq!(live, scanned);
     assert_eq!(live.len(), 4, "{live:?}");
+}
+
+#[test]
+fn a_file_that_appears_after_start_is_read_from_its_first_line_every_time() {
+    // A first run from the end, on a path that does not exist yet: whatever
+    // the file gets, from its first byte, is counted.
+    for trial in 0..8 {
+        let kw = Kw::new();
+        let mut w = Writer::new();
+        let log = log_path(&kw);
+        let d = Daemon::start(&kw, log.to_str().unwrap(), &[]);
+        wait_until("the path known before it exists", LONG, || {
+            status(&kw)["files"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty())
+        });
+        // Created and written in small pieces, as fast as possible.
+        for _ in 0..10 {
+            w.append(&log, &key(trial), 5);
+        }
+        let started = std::time::Instant::now();
+        settle(&kw, &w);
+        assert!(
+            started.elapsed() < LONG,
+            "trial {trial}: counted in {:?}",
+            started.elapsed()
+        );
+        let s = status(&kw);
+        assert_eq!(s["files"][0]["generation"], "current", "trial {trial}: {s}");
+        d.stop();
+        assert_eq!(stored(&kw), w.expected(), "trial {trial}");
+    }
+}
+
+#[test]
+fn a_log_empty_at_start_is_detected_when_its_first_lines_arrive() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    std::fs::write(&log, "").unwrap();
+    // No --log-format: the format is detected per file, from its lines.
+    let err = std::fs::File::create(kw.path("daemon.err")).unwrap();
+    let mut child = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args([
+            "--timezone",
+            "UTC",
+            "watch",
+            "--poll-interval",
+            "50ms",
+            "--commit-interval",
+            "100ms",
+            log.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    wait_until("the empty file followed", LONG, || {
+        status(&kw)["files"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    });
+    w.append(&log, &key(1), 20);
+    w.append(&log, &key(2), 7);
+    settle(&kw, &w);
+    // Every request is attributed to its key, not counted keyless.
+    assert_eq!(stored(&kw), w.expected());
+    let said = std::fs::read_to_string(kw.path("daemon.err")).unwrap();
+    assert!(said.contains("log format \"keywatch\" detected"), "{said}");
+    assert_eq!(status(&kw)["files"][0]["format"], "keywatch");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    // The choice is kept with the file: a restart reads on with it.
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &[]);
+    w.append(&log, &key(3), 3);
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+}
+
+#[test]
+fn two_rotations_of_any_kind_while_stopped_are_counted_exactly() {
+    // Copytruncate, then a rename rotation.
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 200);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    settle(&kw, &w);
+    d.stop();
+    std::fs::copy(&log, rotated(&kw, "1")).unwrap();
+    truncate(&log);
+    w.append(&log, &key(2), 200);
+    std::fs::rename(rotated(&kw, "1"), rotated(&kw, "2")).unwrap();
+    std::fs::rename(&log, rotated(&kw, "1")).unwrap();
+    w.append(&log, &key(3), 200);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &[]);
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+    assert_eq!(status(&kw)["gaps"].as_array().unwrap().len(), 0);
+
+    // Two copytruncates, then a rename rotation.
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 200);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    settle(&kw, &w);
+    d.stop();
+    let shift = |kw: &Kw| {
+        for n in (1..3).rev() {
+            let from = rotated(kw, &n.to_string());
+            if from.exists() {
+                std::fs::rename(&from, rotated(kw, &(n + 1).to_string())).unwrap();
+            }
+        }
+    };
+    std::fs::copy(&log, rotated(&kw, "1")).unwrap();
+    truncate(&log);
+    w.append(&log, &key(2), 200);
+    shift(&kw);
+    std::fs::copy(&log, rotated(&kw, "1")).unwrap();
+    truncate(&log);
+    w.append(&log, &key(3), 200);
+    shift(&kw);
+    std::fs::rename(&log, rotated(&kw, "1")).unwrap();
+    w.append(&log, &key(4), 200);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &[]);
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+    assert_eq!(status(&kw)["gaps"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_catch_up_commits_as_it_goes_and_a_kill_keeps_what_was_committed() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    for k in 0..20 {
+        w.append(&log, &key(k % 7), 10_000);
+    }
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    // Progress shows while the backlog is read: commits come on time.
+    wait_until("a commit in the middle of the backlog", LONG, || {
+        let n = committed_lines(&kw);
+        n > 0 && n < w.n
+    });
+    let seen = committed_lines(&kw);
+    d.kill9();
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &[]);
+    wait_until("the commits before the kill kept", LONG, || {
+        committed_lines(&kw) >= seen
+    });
+    settle(&kw, &w);
+    d.stop();
+    assert_eq!(stored(&kw), w.expected());
+}
+
+#[test]
+fn a_first_run_killed_before_anything_was_read_keeps_its_starting_point() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    w.append(&log, &key(1), 100);
+    // From the end: the 100 lines there are history.
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &[]);
+    wait_until("the starting position committed", LONG, || {
+        status(&kw)["files"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    });
+    d.kill9();
+    let mut later = Writer::new();
+    later.n = w.n;
+    later.append(&log, &key(2), 10);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &[]);
+    wait_until("the 10 lines written after the first start", LONG, || {
+        stored_total(&kw) == 10
+    });
+    d.stop();
+    assert_eq!(stored(&kw), later.expected());
 }

@@ -29,9 +29,42 @@ fn write_out(out: &mut dyn Write, text: &str) -> Result<(), Failure> {
 /// `keywatch status`: every followed file and the store.
 pub fn status(common: &Common, kind: OutputKind, out: &mut dyn Write) -> Result<(), Failure> {
     let setup = Setup::load(common)?;
-    let store = open(&setup)?;
+    let store = match open(&setup) {
+        Ok(s) => s,
+        Err(e) => {
+            // The store may be gone under a running daemon: say what it says.
+            if let Some(faults) = daemon_faults(&setup.state_dir).filter(|f| !f.is_empty()) {
+                let text = match kind {
+                    OutputKind::Json => format!(
+                        "{}\n",
+                        json!({"type": "status", "store": null, "watching": true, "faults": faults})
+                    ),
+                    _ => faults
+                        .iter()
+                        .map(|f| {
+                            format!(
+                                "Fault ({}): {}\n",
+                                f["kind"].as_str().unwrap_or(""),
+                                f["message"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect(),
+                };
+                write_out(out, &text)?;
+            }
+            return Err(e);
+        }
+    };
     let sql = |e: crate::store::StoreError| Failure::Io(e.to_string());
-    let checkpoints = store.checkpoints().map_err(sql)?;
+    // Records of files read and let go, or held and never read, are the
+    // follower's memory, not files being followed.
+    let checkpoints: Vec<_> = store
+        .checkpoints()
+        .map_err(sql)?
+        .into_iter()
+        .filter(|c| c.generation >= 0)
+        .collect();
+    let faults = daemon_faults(&setup.state_dir);
     let gaps = store.gaps().map_err(sql)?;
     let zone = &setup.zone;
     let files: Vec<serde_json::Value> = checkpoints
@@ -39,9 +72,11 @@ pub fn status(common: &Common, kind: OutputKind, out: &mut dyn Write) -> Result<
         .map(|c| {
             let size = if c.generation == 0 { std::fs::metadata(&c.stream).map(|m| m.len()).unwrap_or(c.size) } else { c.size };
             let file_gaps: Vec<_> = gaps.iter().filter(|g| g.stream == c.stream).collect();
+            let waiting = c.absent_since_ms.is_some();
             json!({
                 "file": c.stream,
-                "generation": if c.generation == 0 { "current".to_string() } else { format!("rotated {}", c.generation) },
+                "generation": if waiting { "waiting for the file".to_string() } else if c.generation == 0 { "current".to_string() } else { format!("rotated {}", c.generation) },
+                "format": c.format,
                 "offset": c.offset,
                 "size": size,
                 "lag_bytes": size.saturating_sub(c.offset),
@@ -64,6 +99,8 @@ pub fn status(common: &Common, kind: OutputKind, out: &mut dyn Write) -> Result<
         "store_bytes": store.size_bytes(),
         "files": files,
         "gaps": gap_list,
+        "watching": faults.is_some(),
+        "faults": faults.clone().unwrap_or_default(),
     });
     match kind {
         OutputKind::Json => write_out(out, &format!("{v}\n")),
@@ -75,6 +112,21 @@ pub fn status(common: &Common, kind: OutputKind, out: &mut dyn Write) -> Result<
             );
             if checkpoints.is_empty() {
                 s.push_str("No files followed yet.\n");
+            }
+            match &faults {
+                None => s.push_str("No keywatch watch is running on this state directory.\n"),
+                Some(f) if f.is_empty() => {
+                    s.push_str("keywatch watch is running; nothing is wrong.\n")
+                }
+                Some(f) => {
+                    for fault in f {
+                        s.push_str(&format!(
+                            "Fault ({}): {}\n",
+                            fault["kind"].as_str().unwrap_or(""),
+                            fault["message"].as_str().unwrap_or("")
+                        ));
+                    }
+                }
             }
             for f in &files {
                 s.push_str(&format!(
@@ -117,5 +169,21 @@ pub fn parse_day(s: &str, zone: &crate::zone::Zone) -> Result<NaiveDate, Failure
                 "--day {s:?}: expected YYYY-MM-DD, today or yesterday"
             ))
         }),
+    }
+}
+
+/// What the running `watch` says is wrong (its health file), or `None`
+/// when no `watch` holds the state directory (the file is then stale).
+fn daemon_faults(state: &std::path::Path) -> Option<Vec<serde_json::Value>> {
+    let lock = std::fs::File::open(state.join(crate::state::LOCK_FILE)).ok()?;
+    match lock.try_lock_shared() {
+        // Nobody holds it: no daemon.
+        Ok(()) => None,
+        Err(_) => {
+            let text =
+                std::fs::read_to_string(state.join(super::watch::HEALTH_FILE)).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            Some(v["faults"].as_array().cloned().unwrap_or_default())
+        }
     }
 }

@@ -41,6 +41,8 @@ pub struct WatchArgs {
     pub poll_only: bool,
     /// Close a file that has had nothing new for this long (reopened on change).
     pub idle_close: Duration,
+    /// A path named literally that is missing this long is a fault.
+    pub missing_grace: Duration,
 }
 
 /// Why following stopped.
@@ -221,6 +223,7 @@ fn follow(
         poll_interval: args.poll_interval,
         poll_only: args.poll_only,
         idle_close: args.idle_close,
+        missing_grace: args.missing_grace,
         budget: DEFAULT_BUDGET,
         max_line: prepared.max_line,
         fields: prepared.fields.clone(),
@@ -242,6 +245,7 @@ fn follow(
     let mut commit_error: Option<String> = None;
     let mut commit_failures = 0u64;
     let mut published: Option<Health> = None;
+    let mut last_health = Instant::now() - args.commit_interval;
     loop {
         let step = follower
             .step(&mut analyzer, if more { Duration::ZERO } else { tick })
@@ -352,6 +356,11 @@ fn follow(
                     commit_error = Some(e);
                 }
             }
+        }
+        // What is wrong is looked at on the same timer, commit or not (a
+        // file that cannot be read gives nothing to commit).
+        if leaving || last_health.elapsed() >= args.commit_interval {
+            last_health = Instant::now();
             let mut health = Health::default();
             for (file, kind, message) in follower.faults() {
                 health.faults.push((kind.to_string(), file, message));
@@ -369,11 +378,13 @@ fn follow(
                 ));
             }
             if published.as_ref() != Some(&health) {
-                for (_, _, m) in &health.faults {
+                // Said once each (commit faults are said where they happen).
+                for (kind, _, m) in &health.faults {
                     if !published
                         .as_ref()
                         .is_some_and(|p| p.faults.iter().any(|(_, _, o)| o == m))
-                        && !m.starts_with(&format!("{}", store.path().display()))
+                        && kind != "store"
+                        && kind != "commit"
                     {
                         eprintln!("keywatch: {m}");
                     }

@@ -45,6 +45,8 @@ pub struct FollowOptions {
     pub poll_only: bool,
     /// A file idle this long is closed (and a drained rotated one let go).
     pub idle_close: Duration,
+    /// A path named literally that is missing this long is a fault.
+    pub missing_grace: Duration,
     pub budget: u64,
     pub max_line: usize,
     /// Key variables, for format detection.
@@ -294,6 +296,7 @@ impl Follower {
             max_line: opts.max_line,
             budget: opts.budget,
             idle: opts.idle_close,
+            missing_grace: opts.missing_grace,
         };
         let r = work(s, &mut ctx);
         (r, totals)

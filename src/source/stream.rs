@@ -70,6 +70,8 @@ pub struct Ctx<'a> {
     pub budget: u64,
     /// A rotated file idle this long is let go once drained.
     pub idle: Duration,
+    /// A path named literally that is missing this long is a fault.
+    pub missing_grace: Duration,
 }
 
 /// Why a stream cannot be read.
@@ -148,6 +150,9 @@ pub struct Stream {
     /// Heads (length, hash) of files held or let go that are never to be
     /// read again, carried across restarts as records (generation -2).
     known_heads: Vec<(u64, Vec<u8>)>,
+    /// A full look asked for a look at the `.gz` siblings, done once the
+    /// files held are read up to date.
+    gz_due: bool,
     /// `.gz` siblings looked at: identity, size when first seen, decided.
     gz_seen: Vec<((u64, u64), u64, bool)>,
     pub gaps: Vec<Gap>,
@@ -196,6 +201,7 @@ impl Stream {
             done: Vec::new(),
             recent_heads: Vec::new(),
             gz_seen: Vec::new(),
+            gz_due: false,
             known_heads: Vec::new(),
             gaps: Vec::new(),
             format: None,
@@ -328,13 +334,13 @@ impl Stream {
         // A stream that had no file: whatever is there now, but what it held
         // and would not read, is new, under any of its names.
         let absent = saved.iter().any(|c| c.absent_since_ms.is_some());
-        let skips: Vec<&Checkpoint> = saved.iter().filter(|c| c.generation == SKIP).collect();
+        let skips: Vec<&Checkpoint> = saved.iter().filter(|c| is_skip(c.generation)).collect();
         for k in &skips {
             self.know_head(k.head_len, k.head_hash.clone());
         }
         let kept: Vec<Checkpoint> = saved
             .iter()
-            .filter(|c| c.absent_since_ms.is_none() && c.generation != SKIP)
+            .filter(|c| c.absent_since_ms.is_none() && !is_skip(c.generation))
             .cloned()
             .collect();
         let saved = &kept[..];
@@ -376,7 +382,7 @@ impl Stream {
         let mut rotated: Vec<(usize, Generation)> = Vec::new();
         let mut ordered: Vec<&Checkpoint> = saved.iter().collect();
         // The file at the path first, then rotated ones, then records.
-        ordered.sort_by_key(|c| (c.generation < 0, c.generation));
+        ordered.sort_by_key(|c| (c.generation < 0, c.generation.abs()));
         for c in ordered {
             let mut hit = None;
             'search: for same_inode in [true, false] {
@@ -387,7 +393,11 @@ impl Stream {
                     let weak = c.offset == 0;
                     if let Some(g) = g
                         && (g.dev == c.dev && g.ino == c.ino) == same_inode
-                        && if same_inode { !weak || *position == 0 } else { !weak && c.head_len > 0 }
+                        && if same_inode {
+                            !weak || *position == 0
+                        } else {
+                            !weak && c.head_len > 0
+                        }
                         && g.matches(c)?
                     {
                         hit = Some(i);
@@ -433,7 +443,7 @@ impl Stream {
                     break;
                 }
             }
-            if !found && c.generation != DONE {
+            if !found && !is_done(c.generation) {
                 self.gap(
                     "the file read before the stop was rotated away or rewritten, and no file there holds what was read",
                     c.size.saturating_sub(c.offset),
@@ -530,7 +540,12 @@ impl Stream {
     }
 
     fn know_head(&mut self, len: u64, hash: Vec<u8>) {
-        if len > 0 && !self.known_heads.iter().any(|(l, h)| *l == len && *h == hash) {
+        if len > 0
+            && !self
+                .known_heads
+                .iter()
+                .any(|(l, h)| *l == len && *h == hash)
+        {
             self.known_heads.push((len, hash));
         }
         if self.known_heads.len() > MAX_HEADS {
@@ -552,7 +567,8 @@ impl Stream {
         if record.head_len == 0 {
             return;
         }
-        self.done.retain(|d| d.head_hash != record.head_hash || d.head_len != record.head_len);
+        self.done
+            .retain(|d| d.head_hash != record.head_hash || d.head_len != record.head_len);
         self.done.push(record);
         if self.done.len() > MAX_DONE {
             self.done.remove(0);
@@ -760,6 +776,7 @@ impl Stream {
     /// then the file at the path, handling rotation and truncation, within
     /// `ctx.budget` bytes. `full` also looks for unseen rotated files.
     pub fn poll(&mut self, ctx: &mut Ctx<'_>, full: bool) -> io::Result<Polled> {
+        self.gz_due |= full;
         if let Some((cp, sig)) = self.dormant.take() {
             let unchanged = std::fs::metadata(&self.path).is_ok_and(|m| {
                 m.dev() == cp.dev
@@ -777,11 +794,8 @@ impl Stream {
         }
         self.classify_arrived()?;
         self.look_at_path(ctx)?;
-        if full {
-            if self.active.is_some() {
-                self.scan_siblings()?;
-            }
-            self.scan_gz(ctx)?;
+        if full && self.active.is_some() {
+            self.scan_siblings()?;
         }
         let mut out = Polled::default();
         // Rotated files first, oldest first: their lines came before.
@@ -820,6 +834,7 @@ impl Stream {
                     // unread is a gap, what it holds now is read from its start.
                     let g = self.rotated.remove(i);
                     let lost = g.size.saturating_sub(g.read_pos());
+                    self.remember_head(g.head_bytes.clone());
                     self.rotated.insert(i, Generation::of(g.try_clone_file()?)?);
                     self.gap(
                         "a rotated file was rewritten before it was read to its end",
@@ -837,6 +852,13 @@ impl Stream {
         let polled = self.read_active(ctx, budget)?;
         out.bytes += polled.bytes;
         out.more |= polled.more;
+        // Last, when every file held is up to date (a truncation seen, its
+        // new lines read): only then is a `.gz` of lines never seen told
+        // from one of lines read.
+        if self.gz_due && !out.more {
+            self.gz_due = false;
+            self.scan_gz(ctx)?;
+        }
         if self.arrivals > self.taken {
             let n = self.arrivals - self.taken;
             self.taken = self.arrivals;
@@ -922,7 +944,7 @@ impl Stream {
     /// Looks at what the path names now: a new file (rename + create,
     /// delete + recreate, atomic replace, a switched symlink) makes the
     /// active one rotated; a missing or unreadable path is a fault.
-    fn look_at_path(&mut self, _ctx: &mut Ctx<'_>) -> io::Result<()> {
+    fn look_at_path(&mut self, ctx: &mut Ctx<'_>) -> io::Result<()> {
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -930,7 +952,7 @@ impl Stream {
                     self.absent_seen_ms = Some(super::checkpoint::now_ms());
                 }
                 let since = *self.missing_since.get_or_insert_with(Instant::now);
-                if self.literal && self.active.is_none() && since.elapsed() >= MISSING_GRACE {
+                if self.literal && self.active.is_none() && since.elapsed() >= ctx.missing_grace {
                     self.fault = Some(Fault::Missing);
                 }
                 // The file we have (rotated away without a new one yet) is still read.
@@ -1011,7 +1033,8 @@ impl Stream {
             return Ok(Polled::default());
         };
         let meta = g.metadata()?;
-        if !g.changed(&meta) {
+        // Untouched since the last look, and read to its end: nothing to do.
+        if !g.changed(&meta) && g.read_pos() >= meta.len() {
             return Ok(Polled::default());
         }
         if !g.intact(&meta)? || self.copied_then_truncated()? {
@@ -1170,12 +1193,19 @@ impl Stream {
         if out.is_empty() {
             // Known, without a file now: what appears is read from its start,
             // after a restart too.
-            let seen = self.absent_seen_ms.unwrap_or_else(super::checkpoint::now_ms);
+            let seen = self
+                .absent_seen_ms
+                .unwrap_or_else(super::checkpoint::now_ms);
             out.push(Checkpoint::absent(&self.name, seen, format));
         }
-        out.extend(self.done.iter().cloned());
+        // Records get generations of their own (the store keys rows by them).
+        out.extend(self.done.iter().enumerate().map(|(i, d)| Checkpoint {
+            generation: DONE - i as i64,
+            ..d.clone()
+        }));
         // Files held and never to be read (there before, copies): a
         // restart knows them for what they are.
+        let mut skips = 0usize;
         // (An empty one says nothing: its inode may be another file's soon.)
         for g in self
             .foreign
@@ -1183,7 +1213,8 @@ impl Stream {
             .chain(self.copies.iter().map(|(g, _, _)| g))
             .filter(|g| !g.head_bytes.is_empty())
         {
-            let mut k = g.checkpoint(&self.name, SKIP, format);
+            let mut k = g.checkpoint(&self.name, SKIP - skips as i64, format);
+            skips += 1;
             k.head_len = g.head_bytes.len() as u64;
             k.head_hash = super::fingerprint::hash(&g.head_bytes);
             out.push(k);
@@ -1200,7 +1231,8 @@ impl Stream {
         for (len, hash) in heads {
             let mut k = Checkpoint::absent(&self.name, 0, format);
             k.absent_since_ms = None;
-            k.generation = SKIP;
+            k.generation = SKIP - skips as i64;
+            skips += 1;
             k.head_len = len;
             k.head_hash = hash;
             out.push(k);
@@ -1222,17 +1254,23 @@ impl Stream {
     }
 }
 
-/// How long a path named on the command line may be missing before that is
-/// a fault (a log about to be created is no fault).
-pub const MISSING_GRACE: Duration = Duration::from_secs(60);
-
 /// The generation number of a record of a file held and never to be read
 /// (there before keywatch, or a copytruncate copy).
-const SKIP: i64 = -2;
+/// (Numbered down from here: -1000, -1001, …)
+const SKIP: i64 = -1000;
+
+fn is_skip(generation: i64) -> bool {
+    generation <= SKIP
+}
+
+fn is_done(generation: i64) -> bool {
+    (SKIP + 1..=DONE).contains(&generation)
+}
 /// How much of a head a `.gz` is compared by against those records.
 const HEAD: u64 = super::fingerprint::HEAD_MAX;
 
-/// The generation number of a record of a file read to its end and let go.
+/// The generation number of a record of a file read to its end and let go
+/// (numbered down from here: -1, -2, …).
 const DONE: i64 = -1;
 /// Such records kept at most.
 const MAX_DONE: usize = 8;

@@ -120,7 +120,7 @@ fn append(path: &Path, text: &str) {
 /// The fault is said once on standard error, shown by `status`, makes
 /// `/healthz` answer 503 with the reason, and has a metric.
 fn assert_loud(kw: &Kw, port: u16, kind: &str, words: &str) {
-    wait(&kw, &format!("/healthz to say {kind}"), || {
+    wait(kw, &format!("/healthz to say {kind}"), || {
         http_get(port, "/healthz")
             .is_some_and(|h| h.starts_with("HTTP/1.1 503") && h.contains(words))
     });

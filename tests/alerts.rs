@@ -385,7 +385,7 @@ fn tls_files(kw: &Kw) -> (std::path::PathBuf, std::path::PathBuf, std::path::Pat
             .args(args)
             .current_dir(&dir)
             .output()
-            .expect("this test needs the openssl command (.ci/run installs it)");
+            .expect("this test needs the openssl command (scripts/test installs it)");
         assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
     };
     openssl(
@@ -452,7 +452,7 @@ fn a_standalone_smtp_server_takes_the_mail_plain_starttls_and_tls() {
         .output();
     assert!(
         probe.is_ok_and(|o| o.status.success()),
-        "this test needs Python's aiosmtpd (`pip install aiosmtpd`; .ci/run installs it)"
+        "this test needs Python's aiosmtpd (`pip install aiosmtpd`; scripts/test installs it)"
     );
     let kw = Kw::new();
     let (ca, cert, key) = tls_files(&kw);

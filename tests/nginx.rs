@@ -90,12 +90,9 @@ impl Drop for Nginx {
 
 #[test]
 fn counts_through_a_real_nginx_with_rotation_under_load() {
-    let Some(bin) = nginx_binary() else {
-        println!(
-            "SKIPPED counts_through_a_real_nginx_with_rotation_under_load: no nginx binary here (.ci/run installs it)"
-        );
-        return;
-    };
+    let bin = nginx_binary().expect(
+        "this test needs nginx (Debian package nginx-light; scripts/test installs it)",
+    );
     let kw = Kw::new();
     let dir = kw.path("nginx");
     std::fs::create_dir_all(dir.join("logs")).unwrap();

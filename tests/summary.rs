@@ -272,7 +272,7 @@ fn chromium() -> String {
             return c.to_owned();
         }
     }
-    panic!("this test needs a headless Chromium (Debian package chromium; .ci/run installs it)");
+    panic!("this test needs a headless Chromium (Debian package chromium; scripts/test installs it)");
 }
 
 /// Runs headless Chromium on `page` with `what` (`--dump-dom` or `--screenshot=…`).

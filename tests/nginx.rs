@@ -90,9 +90,8 @@ impl Drop for Nginx {
 
 #[test]
 fn counts_through_a_real_nginx_with_rotation_under_load() {
-    let bin = nginx_binary().expect(
-        "this test needs nginx (Debian package nginx-light; scripts/test installs it)",
-    );
+    let bin = nginx_binary()
+        .expect("this test needs nginx (Debian package nginx-light; scripts/test installs it)");
     let kw = Kw::new();
     let dir = kw.path("nginx");
     std::fs::create_dir_all(dir.join("logs")).unwrap();

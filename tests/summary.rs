@@ -272,7 +272,9 @@ fn chromium() -> String {
             return c.to_owned();
         }
     }
-    panic!("this test needs a headless Chromium (Debian package chromium; scripts/test installs it)");
+    panic!(
+        "this test needs a headless Chromium (Debian package chromium; scripts/test installs it)"
+    );
 }
 
 /// Runs headless Chromium on `page` with `what` (`--dump-dom` or `--screenshot=…`).

@@ -1088,6 +1088,12 @@ impl Stream {
                 continue;
             }
             *checked = true;
+            // A copy of another file (one rotated and truncated before) that
+            // was taken while this one is read says nothing about this one.
+            let head = copy.head(g.head_bytes.len())?;
+            if g.head_bytes[..head.len()] != head[..] {
+                continue;
+            }
             let now = g.metadata()?.len();
             if now < size {
                 return Ok(true);

@@ -643,9 +643,31 @@ impl Stream {
     /// A file of this stream not held before: a copy of what is being read
     /// (copytruncate), or a generation that was created and rotated before
     /// it could be seen at the path.
-    fn take_unknown(&mut self, g: Generation) -> io::Result<()> {
+    fn take_unknown(&mut self, mut g: Generation) -> io::Result<()> {
         let at_path =
             std::fs::metadata(&self.path).is_ok_and(|m| m.dev() == g.dev && m.ino() == g.ino);
+        // A file read to its end and let go, seen again (an event about it
+        // came late, or it was let go while still there): what was read is
+        // not read again.
+        if !at_path {
+            let mut read = None;
+            for d in &self.done {
+                if d.head_len > 0 && g.matches(d)? {
+                    read = Some(d.clone());
+                    break;
+                }
+            }
+            if let Some(d) = read {
+                g.resume_from(&d)?;
+                if g.size > d.offset {
+                    self.rotated.push(g);
+                } else if g.nlink() > 0 {
+                    self.foreign.push(g);
+                }
+                self.changed = true;
+                return Ok(());
+            }
+        }
         // A copy (copytruncate's `cp`) starts as the file it copies, and may
         // still be being written when it is seen: its head is the start of
         // the head of a file read (or just truncated).

@@ -134,6 +134,21 @@ impl<'e> Analyzer<'e> {
         all
     }
 
+    /// The end of the input: the rules judge the windows still open.
+    pub fn finish(&mut self) {
+        if let Some(o) = &mut self.ordered {
+            o.finish();
+        }
+    }
+
+    /// The clock says `now_ms` (caught up with the files): the rules judge
+    /// the windows that ended by then, without waiting for more lines.
+    pub fn advance(&mut self, now_ms: i64) {
+        if let Some(o) = &mut self.ordered {
+            o.advance(now_ms);
+        }
+    }
+
     /// What this analyzer learned, without the engine it ran on, to be
     /// taken up by one on another engine (a reload): usage not yet
     /// committed, line counts, skipped lines, and every rule's state.

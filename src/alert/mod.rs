@@ -129,7 +129,10 @@ impl Evaluation {
 struct Current {
     alert: Alert,
     severity: Severity,
+    /// The episode: when it began, its last event, and when it ended.
+    first_ms: i64,
     last_ms: i64,
+    resolved_ms: Option<i64>,
     status: Status,
 }
 
@@ -250,7 +253,21 @@ impl Alerter {
                 .and_then(|i| names.get(i as usize))
                 .map(String::as_str);
             let a = Alert::from_finding(f, name, &self.zone);
+            let episode = || Current {
+                severity: f.severity,
+                first_ms: f.first_ms,
+                last_ms: f.last_ms,
+                resolved_ms: f.resolved_ms,
+                status: Status::Firing,
+                alert: a.clone(),
+            };
             match by_id.get_mut(&a.id) {
+                // Episodes of one alert: the latest stands for it (a new
+                // one fires again, with its own start).
+                Some(c) if c.resolved_ms.is_some_and(|end| f.first_ms >= end) => {
+                    *c = episode();
+                }
+                Some(c) if f.resolved_ms.is_some_and(|end| c.first_ms >= end) => {}
                 Some(c) => {
                     // Same rule and subject in another place: one alert.
                     c.alert.count += a.count;
@@ -272,7 +289,9 @@ impl Alerter {
                         a.id.clone(),
                         Current {
                             severity: f.severity,
+                            first_ms: f.first_ms,
                             last_ms: f.last_ms,
+                            resolved_ms: f.resolved_ms,
                             status: Status::Firing,
                             alert: a,
                         },
@@ -342,8 +361,11 @@ fn step(
     let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let p = &ch.pacing;
     let news = members.iter().any(|c| {
-        let told = st.sent.contains_key(&c.alert.id);
-        (c.status == Status::Firing) != told
+        let told = st.sent.get(&c.alert.id);
+        // Firing and not told, told and no longer firing, or a new episode
+        // begun after the last event the channel was told of.
+        (c.status == Status::Firing) != told.is_some()
+            || (c.status == Status::Firing && told.is_some_and(|&l| c.first_ms > l))
     });
     let activity = members.iter().any(|c| {
         c.status == Status::Firing && st.sent.get(&c.alert.id).is_some_and(|&l| c.last_ms > l)
@@ -442,6 +464,45 @@ mod tests {
 
     fn alerter(extra: &str) -> Alerter {
         Alerter::new(channel(extra), Zone::parse("UTC").unwrap(), Vec::new())
+    }
+
+    #[test]
+    fn a_new_episode_fires_again_with_its_own_start() {
+        let mut al = alerter("");
+        let t0 = 1_000_000;
+        let mut first = finding("key_bruteforce", "198.51.100.1", 60_000);
+        let e = al.evaluate(std::slice::from_ref(&first), &[], &[], t0, true);
+        assert_eq!(e.notices.len(), 1);
+        // The first episode ends: its resolution is told once.
+        first.resolved_ms = Some(120_000);
+        let e = al.evaluate(std::slice::from_ref(&first), &[], &[], t0 + 10 * MIN, false);
+        assert_eq!(e.notices.len(), 1);
+        let body = String::from_utf8_lossy(&e.notices[0].body).into_owned();
+        assert!(body.contains("resolved"), "{body}");
+        // Hours later the client guesses again: a new finding, the same
+        // alert, notified anew with the new start (the ended one is history).
+        let mut second = finding("key_bruteforce", "198.51.100.1", 4 * 60 * MIN + 60_000);
+        second.first_ms = 4 * 60 * MIN;
+        let both = vec![first.clone(), second];
+        let e = al.evaluate(&both, &[], &[], t0 + 4 * 60 * MIN, false);
+        assert!(e.notices.is_empty(), "the group waits first");
+        let e = al.evaluate(&both, &[], &[], t0 + 4 * 60 * MIN + 5 * MIN, false);
+        assert_eq!(e.notices.len(), 1);
+        let body = String::from_utf8_lossy(&e.notices[0].body).into_owned();
+        assert!(body.contains("Since 1970-01-01T04:00:00Z"), "{body}");
+        assert!(
+            body.contains("firing") && !body.contains("resolved"),
+            "{body}"
+        );
+        assert!(
+            body.contains("10 times"),
+            "the new episode's own count: {body}"
+        );
+        // Both episodes of one alert, the second still firing, evaluated in
+        // the other order too: the same alert.
+        let rev: Vec<Finding> = both.iter().rev().cloned().collect();
+        let e = al.evaluate(&rev, &[], &[], t0 + 5 * 60 * MIN, false);
+        assert!(e.notices.is_empty());
     }
 
     #[test]

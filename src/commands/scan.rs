@@ -130,7 +130,7 @@ pub fn run(args: &ScanArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let progress = progress_bar(args.progress, &inputs);
-    let outcome = scan(
+    let mut outcome = scan(
         &engine,
         &inputs,
         &stdin_head,
@@ -143,6 +143,7 @@ pub fn run(args: &ScanArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
     if let Some(p) = progress {
         p.finish_and_clear();
     }
+    outcome.analyzer.finish();
     let a = &outcome.analyzer;
     let findings = a.findings(&names);
     let report = Report {

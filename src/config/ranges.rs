@@ -144,13 +144,52 @@ pub fn check(config: &Config, text: &str) -> Result<(), String> {
         }
     }
     let r = &config.rules;
-    for (table, b) in [
-        ("rules.key_bruteforce", &r.key_bruteforce),
-        ("rules.auth_failure_burst", &r.auth_failure_burst),
-    ] {
-        c.int(table, "capacity", b.capacity.into(), 1, 10_000);
-        c.int(table, "leak_seconds", b.leak_seconds.into(), 1, 86_400);
-    }
+    c.int(
+        "rules",
+        "ipv6_client_prefix",
+        r.ipv6_client_prefix.into(),
+        16,
+        128,
+    );
+    let b = &r.auth_failure_burst;
+    let t = "rules.auth_failure_burst";
+    c.int(t, "capacity", b.capacity.into(), 1, 10_000);
+    c.int(t, "leak_seconds", b.leak_seconds.into(), 1, 86_400);
+    let b = &r.key_bruteforce;
+    let t = "rules.key_bruteforce";
+    c.int(t, "capacity", b.capacity.into(), 1, 10_000);
+    c.int(t, "leak_seconds", b.leak_seconds.into(), 1, 86_400);
+    c.int(t, "slow_min_keys", b.slow_min_keys.into(), 2, 1_000_000);
+    c.int(
+        t,
+        "slow_window_hours",
+        b.slow_window_hours.into(),
+        1,
+        7 * 24,
+    );
+    c.int(t, "site_min_keys", b.site_min_keys.into(), 2, 100_000_000);
+    c.float(t, "site_factor", b.site_factor, 1.0, 1000.0, false);
+    c.int(
+        t,
+        "site_window_minutes",
+        b.site_window_minutes.into(),
+        1,
+        24 * 60,
+    );
+    c.int(
+        t,
+        "site_min_clients",
+        b.site_min_clients.into(),
+        2,
+        1_000_000,
+    );
+    c.int(
+        "rules.revoked_key_in_use",
+        "infer_after_rejections",
+        r.revoked_key_in_use.infer_after_rejections.into(),
+        3,
+        1_000_000,
+    );
     let t = "rules.rejected_key_repeated";
     let rr = &r.rejected_key_repeated;
     c.int(t, "min_rejections", rr.min_rejections.into(), 1, 1_000_000);
@@ -162,6 +201,13 @@ pub fn check(config: &Config, text: &str) -> Result<(), String> {
         7 * 24 * 60,
     );
     c.float(t, "min_share", rr.min_share, 0.0, 1.0, true);
+    c.int(
+        t,
+        "day_min_rejections",
+        rr.day_min_rejections.into(),
+        2,
+        1_000_000,
+    );
     let t = "rules.key_rate_spike";
     let s = &r.key_rate_spike;
     c.int(t, "min_requests", s.min_requests.into(), 1, 1_000_000_000);

@@ -1,7 +1,19 @@
 //! How a key is used over time: `key_rate_spike` (a key's request rate far
-//! above its own baseline) and `key_new_network` (a key with a history used
-//! from a network it has not used before). Both learn from the log itself,
-//! so they need history: a cold start is quiet.
+//! above its own baseline), `key_new_network` (a key with a history used
+//! from a network it has not used before), `key_fanout` (an hour with far
+//! more networks than the key's usual hour) and `key_shared` (many user
+//! agents from many networks in a day). They learn from the log itself,
+//! so they need history: the first day is quiet, and until the same hour
+//! of earlier days is known a spike must beat the key's busiest hours.
+//!
+//! They look only at accepted traffic: a key that never worked is the
+//! rejection rules' business. Each finding is an episode (see
+//! [`super::ordered`]): a spike resolves after two calm buckets, a fan-out
+//! after an ordinary hour, sharing after an ordinary day, and the next one
+//! is a new finding. A key that was idle for days comes back to its old
+//! profile, not to a week of zeros. A key used from very many networks by
+//! nature (a public or mobile app key) gets no per-network findings; its
+//! leak shows as fan-out against its own history.
 
 use std::collections::VecDeque;
 
@@ -16,9 +28,12 @@ const DAY_BUCKETS: usize = 288;
 const WEEK_BUCKETS: usize = 7 * DAY_BUCKETS;
 /// Keys whose behaviour is followed; past this, new keys are not (counted).
 const MAX_KEYS: usize = 20_000;
-/// Networks remembered per key (the most recent; a key used from more
-/// networks than this is a public one, which `key_fanout` watches instead).
-const MAX_NETWORKS: usize = 256;
+/// The most `public_networks` may be: networks remembered per key.
+pub const MAX_NETWORKS: u32 = 4096;
+/// Ended episodes kept for reports (the oldest go first).
+const MAX_ENDED: usize = 10_000;
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
 
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -54,6 +69,9 @@ pub struct NetworkConfig {
     pub min_history_days: u32,
     /// A network unused for this many days is new again.
     pub lookback_days: u32,
+    /// A key used from this many networks is public by nature (a browser or
+    /// mobile app key): no per-network findings, `key_fanout` watches it.
+    pub public_networks: u32,
 }
 
 impl Default for NetworkConfig {
@@ -62,6 +80,7 @@ impl Default for NetworkConfig {
             enabled: true,
             min_history_days: 7,
             lookback_days: 30,
+            public_networks: 64,
         }
     }
 }
@@ -88,7 +107,7 @@ fn network_text(net: u128) -> String {
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
@@ -162,6 +181,10 @@ struct Shared {
 
 #[derive(Default)]
 struct KeyState {
+    label: Option<KeyLabel>,
+    client: u128,
+    /// Used from `public_networks` networks: no per-network findings.
+    public: bool,
     rate: Option<Rate>,
     fan: Option<Fan>,
     shared: Option<Shared>,
@@ -211,7 +234,23 @@ pub struct KeyBehaviour {
     keys: FastMap<KeyId, KeyState>,
     spikes: FastMap<KeyId, Open>,
     new_networks: FastMap<(KeyId, u128), Open>,
+    /// Episodes that ended, oldest first.
+    ended: VecDeque<(Rule, KeyId, Open)>,
     pub untracked: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    Spike,
+    Fanout,
+    Shared,
+}
+
+fn end(ended: &mut VecDeque<(Rule, KeyId, Open)>, rule: Rule, id: KeyId, o: Open) {
+    ended.push_back((rule, id, o));
+    while ended.len() > MAX_ENDED {
+        ended.pop_front();
+    }
 }
 
 impl KeyBehaviour {
@@ -245,22 +284,139 @@ impl KeyBehaviour {
     }
 
     pub fn observe(&mut self, e: &Event) {
+        if e.rejected() {
+            return; // accepted traffic only
+        }
         if !self.keys.contains_key(&e.key.id) && self.keys.len() >= MAX_KEYS {
             self.untracked += 1;
             return;
         }
         let st = self.keys.entry(e.key.id).or_default();
+        st.label = Some(KeyLabel {
+            masked: e.key.masked,
+            name: e.key.name,
+        });
+        st.client = e.client;
         if let Some(cfg) = &self.spike {
-            Self::observe_rate(&mut st.rate, e, cfg, &mut self.spikes);
+            let bucket = e.time_ms.div_euclid(BUCKET_MS);
+            let r = st.rate.get_or_insert_with(|| Rate {
+                bucket,
+                ..Rate::default()
+            });
+            if bucket > r.bucket {
+                let label = st.label.unwrap_or(KeyLabel {
+                    masked: e.key.masked,
+                    name: e.key.name,
+                });
+                roll_rate(
+                    r,
+                    bucket,
+                    e.key.id,
+                    label,
+                    e.client,
+                    cfg,
+                    &mut self.spikes,
+                    &mut self.ended,
+                );
+            }
+            // A line out of order by a bucket or more counts in the current one.
+            r.count += 1;
         }
-        if let Some(cfg) = &self.network {
-            Self::observe_network(&mut st.net, e, cfg, &mut self.new_networks);
+        if let Some(cfg) = &self.network
+            && !st.public
+        {
+            st.public = Self::observe_network(&mut st.net, e, cfg, &mut self.new_networks);
+            if st.public {
+                st.net = None;
+            }
         }
         if let Some(cfg) = &self.fanout {
-            Self::observe_fanout(&mut st.fan, e, cfg, &mut self.fanouts);
+            Self::observe_fanout(&mut st.fan, e, cfg, &mut self.fanouts, &mut self.ended);
         }
         if let Some(cfg) = &self.shared {
-            Self::observe_shared(&mut st.shared, e, cfg, &mut self.shared_open);
+            Self::observe_shared(
+                &mut st.shared,
+                e,
+                cfg,
+                &mut self.shared_open,
+                &mut self.ended,
+            );
+        }
+    }
+
+    /// Judges every window that ended by `now_ms` (log time) without waiting
+    /// for the key's next request.
+    pub fn advance(&mut self, now_ms: i64) {
+        let bucket = now_ms.div_euclid(BUCKET_MS);
+        let hour = now_ms.div_euclid(HOUR_MS);
+        for (id, st) in &mut self.keys {
+            let (Some(label), client) = (st.label, st.client) else {
+                continue;
+            };
+            if let (Some(cfg), Some(r)) = (&self.spike, &mut st.rate)
+                && bucket > r.bucket
+            {
+                roll_rate(
+                    r,
+                    bucket,
+                    *id,
+                    label,
+                    client,
+                    cfg,
+                    &mut self.spikes,
+                    &mut self.ended,
+                );
+            }
+            if let (Some(cfg), Some(f)) = (&self.fanout, &mut st.fan)
+                && hour > f.hour
+            {
+                roll_fan(
+                    f,
+                    hour,
+                    *id,
+                    label,
+                    client,
+                    cfg,
+                    &mut self.fanouts,
+                    &mut self.ended,
+                );
+            }
+        }
+    }
+
+    /// The end of the input: each key's last bucket and hour are judged as
+    /// they stand.
+    pub fn finish(&mut self) {
+        for (id, st) in &mut self.keys {
+            let (Some(label), client) = (st.label, st.client) else {
+                continue;
+            };
+            if let (Some(cfg), Some(r)) = (&self.spike, &mut st.rate) {
+                let next = r.bucket + 1;
+                roll_rate(
+                    r,
+                    next,
+                    *id,
+                    label,
+                    client,
+                    cfg,
+                    &mut self.spikes,
+                    &mut self.ended,
+                );
+            }
+            if let (Some(cfg), Some(f)) = (&self.fanout, &mut st.fan) {
+                let next = f.hour + 1;
+                roll_fan(
+                    f,
+                    next,
+                    *id,
+                    label,
+                    client,
+                    cfg,
+                    &mut self.fanouts,
+                    &mut self.ended,
+                );
+            }
         }
     }
 
@@ -269,50 +425,19 @@ impl KeyBehaviour {
         e: &Event,
         cfg: &FanoutConfig,
         fanouts: &mut FastMap<KeyId, Open>,
+        ended: &mut VecDeque<(Rule, KeyId, Open)>,
     ) {
-        let hour = e.time_ms.div_euclid(3_600_000);
+        let hour = e.time_ms.div_euclid(HOUR_MS);
         let f = fan.get_or_insert_with(|| Fan {
             hour,
             ..Fan::default()
         });
         if hour > f.hour {
-            let count = f.nets.len() as u32;
-            // A day of hours first; then the hour against the key's own median.
-            if f.history.len() >= 24 {
-                let mut h: Vec<f64> = f.history.iter().map(|&c| f64::from(c)).collect();
-                let limit = f64::from(cfg.min_networks).max(cfg.factor * median(&mut h));
-                if f64::from(count) > limit {
-                    let start = f.hour * 3_600_000;
-                    let o = fanouts.entry(e.key.id).or_insert_with(|| Open {
-                        label: KeyLabel {
-                            masked: e.key.masked,
-                            name: e.key.name,
-                        },
-                        first_ms: start,
-                        last_ms: start,
-                        count: 0,
-                        peak: 0,
-                        baseline: limit / cfg.factor,
-                        extreme: false,
-                        network: 0,
-                        client: e.client,
-                        calm: 0,
-                        resolved_ms: None,
-                    });
-                    o.count += 1;
-                    o.peak = o.peak.max(count);
-                    o.last_ms = start + 3_599_999;
-                }
-            }
-            f.history.push_back(count);
-            for _ in 1..(hour - f.hour).min(168) {
-                f.history.push_back(0);
-            }
-            while f.history.len() > 168 {
-                f.history.pop_front();
-            }
-            f.hour = hour;
-            f.nets.clear();
+            let label = KeyLabel {
+                masked: e.key.masked,
+                name: e.key.name,
+            };
+            roll_fan(f, hour, e.key.id, label, e.client, cfg, fanouts, ended);
         }
         if hour == f.hour && f.nets.len() < SMALL_SET {
             f.nets.insert(network_of(e.client));
@@ -324,6 +449,7 @@ impl KeyBehaviour {
         e: &Event,
         cfg: &SharedConfig,
         open: &mut FastMap<KeyId, Open>,
+        ended: &mut VecDeque<(Rule, KeyId, Open)>,
     ) {
         let day = e.time_ms.div_euclid(86_400_000);
         let s = shared.get_or_insert_with(|| Shared {
@@ -331,6 +457,14 @@ impl KeyBehaviour {
             ..Shared::default()
         });
         if day != s.day {
+            // The day that ended was an ordinary one: the episode is over.
+            if let Some(o) = open.get(&e.key.id)
+                && o.last_ms < s.day * DAY_MS
+            {
+                let mut o = open.remove(&e.key.id).unwrap();
+                o.resolved_ms = Some(s.day * DAY_MS);
+                end(ended, Rule::Shared, e.key.id, o);
+            }
             *s = Shared {
                 day,
                 ..Shared::default()
@@ -367,88 +501,14 @@ impl KeyBehaviour {
         }
     }
 
-    fn observe_rate(
-        rate: &mut Option<Rate>,
-        e: &Event,
-        cfg: &SpikeConfig,
-        spikes: &mut FastMap<KeyId, Open>,
-    ) {
-        let bucket = e.time_ms.div_euclid(BUCKET_MS);
-        let r = rate.get_or_insert_with(|| Rate {
-            bucket,
-            ..Rate::default()
-        });
-        if bucket < r.bucket {
-            // A line out of order: count it in the current bucket.
-            r.count += 1;
-            return;
-        }
-        if bucket > r.bucket {
-            let done = r.count;
-            let start = r.bucket * BUCKET_MS;
-            let verdict = judge(r, done, start, cfg);
-            if let Some((baseline, extreme)) = verdict {
-                let run = (r.run_start, r.run_count);
-                let o = spikes.entry(e.key.id).or_insert_with(|| Open {
-                    label: KeyLabel {
-                        masked: e.key.masked,
-                        name: e.key.name,
-                    },
-                    first_ms: run.0,
-                    last_ms: start,
-                    count: 0,
-                    peak: 0,
-                    baseline,
-                    extreme: false,
-                    network: 0,
-                    client: e.client,
-                    calm: 0,
-                    resolved_ms: None,
-                });
-                // The finding opens with the whole run of high buckets, then grows.
-                o.count = if o.count == 0 {
-                    run.1
-                } else {
-                    o.count + u64::from(done)
-                };
-                o.last_ms = start + BUCKET_MS - 1;
-                o.calm = 0;
-                o.resolved_ms = None;
-                o.peak = o.peak.max(done);
-                o.extreme |= extreme;
-            }
-            if r.over == 0 {
-                // Back to normal: two calm buckets in a row resolve an open spike.
-                if let Some(o) = spikes
-                    .get_mut(&e.key.id)
-                    .filter(|o| o.resolved_ms.is_none())
-                {
-                    o.calm += 1;
-                    if o.calm >= 2 {
-                        o.resolved_ms = Some(start + BUCKET_MS);
-                    }
-                }
-            }
-            r.history.push_back(done);
-            // Buckets without a request count as zero.
-            for _ in 1..(bucket - r.bucket).min(WEEK_BUCKETS as i64) {
-                r.history.push_back(0);
-            }
-            while r.history.len() > WEEK_BUCKETS {
-                r.history.pop_front();
-            }
-            r.bucket = bucket;
-            r.count = 0;
-        }
-        r.count += 1;
-    }
-
+    /// Returns whether the key turned out to be public (used from
+    /// `public_networks` networks).
     fn observe_network(
         state: &mut Option<(i64, FastMap<u128, i64>)>,
         e: &Event,
         cfg: &NetworkConfig,
         new_networks: &mut FastMap<(KeyId, u128), Open>,
-    ) {
+    ) -> bool {
         let net = network_of(e.client);
         let (first, seen) = state.get_or_insert_with(|| (e.time_ms, FastMap::default()));
         let day = 86_400_000i64;
@@ -480,22 +540,25 @@ impl KeyBehaviour {
             o.last_ms = o.last_ms.max(e.time_ms);
         }
         if success || last.is_some() {
-            if seen.len() >= MAX_NETWORKS && last.is_none() {
-                // Forget the half used longest ago, in one go (amortised: a
-                // key seen from ever more networks must not cost a scan each time).
-                let mut times: Vec<i64> = seen.values().copied().collect();
-                let mid = times.len() / 2;
-                let (_, cut, _) = times.select_nth_unstable(mid);
-                let cut = *cut;
-                seen.retain(|_, t| *t > cut);
-            }
             seen.insert(net, e.time_ms);
         }
+        // Networks unused past the lookback are new again: forgotten.
+        let lookback = i64::from(cfg.lookback_days) * day;
+        if seen.len() >= cfg.public_networks as usize {
+            seen.retain(|_, t| e.time_ms - *t <= lookback);
+        }
+        seen.len() >= cfg.public_networks as usize
     }
 
     pub fn findings(&self, names: &[String]) -> Vec<Finding> {
         let mut out = Vec::new();
-        for (id, o) in &self.spikes {
+        let pick = |rule: Rule| {
+            self.ended
+                .iter()
+                .filter(move |(r, _, _)| *r == rule)
+                .map(|(_, id, o)| (id, o))
+        };
+        for (id, o) in self.spikes.iter().chain(pick(Rule::Spike)) {
             let who = key_phrase(&o.label, names);
             let ratio = f64::from(o.peak) / o.baseline.max(1.0);
             out.push(Finding {
@@ -517,10 +580,10 @@ impl KeyBehaviour {
                 action: "check who is behind the traffic (clients, user agents); rate-limit or rotate the key if it is not its owner",
             });
         }
-        for (id, o) in &self.fanouts {
+        for (id, o) in self.fanouts.iter().chain(pick(Rule::Fanout)) {
             let who = key_phrase(&o.label, names);
             out.push(Finding {
-                resolved_ms: None,
+                resolved_ms: o.resolved_ms,
                 rule: "key_fanout",
                 severity: Severity::Medium,
                 key: Some((*id, o.label)),
@@ -538,10 +601,10 @@ impl KeyBehaviour {
                 action: "rotate the key unless its owner confirms the new clients",
             });
         }
-        for (id, o) in &self.shared_open {
+        for (id, o) in self.shared_open.iter().chain(pick(Rule::Shared)) {
             let who = key_phrase(&o.label, names);
             out.push(Finding {
-                resolved_ms: None,
+                resolved_ms: o.resolved_ms,
                 rule: "key_shared",
                 severity: Severity::Low,
                 key: Some((*id, o.label)),
@@ -605,11 +668,21 @@ fn judge(r: &mut Rate, done: u32, start: i64, cfg: &SpikeConfig) -> Option<(f64,
             .map(|&c| f64::from(c))
             .collect()
     } else {
-        hist.iter()
+        // Before that, a much higher bar: the key's busiest hour (its mean
+        // bucket) in the 24 hours before the last hour (which may be the spike
+        // itself), so a working day like the first is no spike.
+        let day: Vec<u32> = hist
+            .iter()
             .rev()
-            .take(DAY_BUCKETS)
-            .map(|&c| f64::from(c))
-            .collect()
+            .skip(12)
+            .take(DAY_BUCKETS + 12)
+            .copied()
+            .collect();
+        let busiest = day
+            .windows(12)
+            .map(|w| w.iter().map(|&c| f64::from(c)).sum::<f64>() / 12.0)
+            .fold(0.0, f64::max);
+        vec![busiest]
     };
     let baseline = median(&mut base);
     let mut dev: Vec<f64> = base.iter().map(|c| (c - baseline).abs()).collect();
@@ -631,4 +704,139 @@ fn judge(r: &mut Rate, done: u32, start: i64, cfg: &SpikeConfig) -> Option<(f64,
     r.run_count += u64::from(done);
     let extreme = cur >= cfg.extreme_factor * baseline.max(1.0);
     (r.over >= 2 || extreme).then_some((baseline, extreme))
+}
+
+/// Completes the rate bucket being filled and moves to bucket `to`: the
+/// completed bucket is judged, a spike episode opens, grows or resolves.
+#[allow(clippy::too_many_arguments)]
+fn roll_rate(
+    r: &mut Rate,
+    to: i64,
+    id: KeyId,
+    label: KeyLabel,
+    client: u128,
+    cfg: &SpikeConfig,
+    spikes: &mut FastMap<KeyId, Open>,
+    ended: &mut VecDeque<(Rule, KeyId, Open)>,
+) {
+    let done = r.count;
+    let start = r.bucket * BUCKET_MS;
+    if let Some((baseline, extreme)) = judge(r, done, start, cfg) {
+        if spikes.get(&id).is_some_and(|o| o.resolved_ms.is_some()) {
+            // The last spike was over: this is a new one.
+            let o = spikes.remove(&id).unwrap();
+            end(ended, Rule::Spike, id, o);
+        }
+        let run = (r.run_start, r.run_count);
+        let o = spikes.entry(id).or_insert_with(|| Open {
+            label,
+            first_ms: run.0,
+            last_ms: start,
+            count: 0,
+            peak: 0,
+            baseline,
+            extreme: false,
+            network: 0,
+            client,
+            calm: 0,
+            resolved_ms: None,
+        });
+        // The finding opens with the whole run of high buckets, then grows.
+        o.count = if o.count == 0 {
+            run.1
+        } else {
+            o.count + u64::from(done)
+        };
+        o.last_ms = start + BUCKET_MS - 1;
+        o.calm = 0;
+        o.peak = o.peak.max(done);
+        o.extreme |= extreme;
+    }
+    if r.over == 0 {
+        // Back to normal: two calm buckets in a row resolve an open spike.
+        if let Some(o) = spikes.get_mut(&id).filter(|o| o.resolved_ms.is_none()) {
+            o.calm += 1;
+            if o.calm >= 2 {
+                o.resolved_ms = Some(start + BUCKET_MS);
+            }
+        }
+    }
+    r.history.push_back(done);
+    push_idle(
+        &mut r.history,
+        to - r.bucket,
+        DAY_BUCKETS as i64,
+        WEEK_BUCKETS,
+    );
+    r.bucket = to;
+    r.count = 0;
+}
+
+/// Buckets without a request count as zero; past a day of them the key was
+/// dormant, and it comes back to its old profile (the slot of the day kept)
+/// rather than to a history of zeros.
+fn push_idle(history: &mut VecDeque<u32>, gap: i64, per_day: i64, cap: usize) {
+    let idle = if gap - 1 > per_day {
+        (gap - 1) % per_day
+    } else {
+        gap - 1
+    };
+    for _ in 0..idle.clamp(0, cap as i64) {
+        history.push_back(0);
+    }
+    while history.len() > cap {
+        history.pop_front();
+    }
+}
+
+/// Completes the hour of networks being filled and moves to hour `to`.
+#[allow(clippy::too_many_arguments)]
+fn roll_fan(
+    f: &mut Fan,
+    to: i64,
+    id: KeyId,
+    label: KeyLabel,
+    client: u128,
+    cfg: &FanoutConfig,
+    fanouts: &mut FastMap<KeyId, Open>,
+    ended: &mut VecDeque<(Rule, KeyId, Open)>,
+) {
+    let count = f.nets.len() as u32;
+    let start = f.hour * HOUR_MS;
+    // A day of hours first; then the hour against the key's own median.
+    let mut over = false;
+    if f.history.len() >= 24 {
+        let mut h: Vec<f64> = f.history.iter().map(|&c| f64::from(c)).collect();
+        let limit = f64::from(cfg.min_networks).max(cfg.factor * median(&mut h));
+        if f64::from(count) > limit {
+            over = true;
+            let o = fanouts.entry(id).or_insert_with(|| Open {
+                label,
+                first_ms: start,
+                last_ms: start,
+                count: 0,
+                peak: 0,
+                baseline: limit / cfg.factor,
+                extreme: false,
+                network: 0,
+                client,
+                calm: 0,
+                resolved_ms: None,
+            });
+            o.count += 1;
+            o.peak = o.peak.max(count);
+            o.last_ms = start + HOUR_MS - 1;
+        }
+    }
+    if !over && count > 0 {
+        // An ordinary hour of use: the fan-out is over.
+        if let Some(mut o) = fanouts.remove(&id) {
+            o.resolved_ms = Some(start);
+            end(ended, Rule::Fanout, id, o);
+        }
+    }
+    f.history.push_back(count);
+    push_idle(&mut f.history, to - f.hour, 24, 168);
+    f.hour = to;
+    f.nets.clear();
 }

@@ -107,11 +107,15 @@ pub trait Detector: Send + Sized {
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RulesConfig {
+    /// Rules that count clients count an IPv6 client by its network of
+    /// this many bits (addresses inside a /64 rotate at will); 128 counts
+    /// each address.
+    pub ipv6_client_prefix: u8,
     pub key_in_url: Switch,
     pub secret_in_url: Switch,
     pub credential_param_in_url: Switch,
     pub revoked_key_in_use: RevokedConfig,
-    pub key_bruteforce: ordered::BucketConfig,
+    pub key_bruteforce: ordered::BruteConfig,
     pub auth_failure_burst: ordered::BucketConfig,
     pub rejected_key_repeated: ordered::RepeatedConfig,
     pub key_rate_spike: behaviour::SpikeConfig,
@@ -123,11 +127,12 @@ pub struct RulesConfig {
 impl Default for RulesConfig {
     fn default() -> Self {
         RulesConfig {
+            ipv6_client_prefix: 64,
             key_in_url: Switch { enabled: true },
             secret_in_url: Switch { enabled: true },
             credential_param_in_url: Switch { enabled: true },
             revoked_key_in_use: RevokedConfig::default(),
-            key_bruteforce: ordered::BucketConfig::default(),
+            key_bruteforce: ordered::BruteConfig::default(),
             auth_failure_burst: ordered::BucketConfig::default(),
             rejected_key_repeated: ordered::RepeatedConfig::default(),
             key_rate_spike: behaviour::SpikeConfig::default(),
@@ -177,6 +182,9 @@ pub struct RevokedConfig {
     pub prefixes: Vec<String>,
     /// A file with one key id per line (`#` comments allowed).
     pub ids_file: Option<std::path::PathBuf>,
+    /// A key that worked and is then rejected this many times in a row
+    /// (or 3 times spanning an hour) looks revoked.
+    pub infer_after_rejections: u32,
 }
 
 impl Default for RevokedConfig {
@@ -186,6 +194,7 @@ impl Default for RevokedConfig {
             ids: Vec::new(),
             prefixes: Vec::new(),
             ids_file: None,
+            infer_after_rejections: 10,
         }
     }
 }

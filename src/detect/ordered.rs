@@ -2,6 +2,29 @@
 //! buckets, sliding windows). They see compact [`Event`]s in log order: live
 //! as lines are read, or replayed piece by piece when a scan parses a file
 //! on several threads.
+//!
+//! Every rule here reports **episodes**: a finding opens when its condition
+//! first holds, grows while it holds, and ends (resolved) once nothing has
+//! kept it going for the rule's quiet time; the next time the condition
+//! holds is a new finding. An episode's end is `last event + quiet time`,
+//! decided from log time alone, so a scan and a live `watch` of the same
+//! log agree however often the clock is looked at.
+//!
+//! The rejection rules:
+//! - `key_bruteforce`: one client (an IPv6 client by its /64) presenting
+//!   many distinct keys that never worked: fast (a leaky bucket, CrowdSec's
+//!   5 events / 10 s), slow (20 distinct keys within 6 hours), or spread
+//!   over many clients (distinct unknown keys rejected site-wide in 10
+//!   minutes, against the site's own median); and, critical, a guessing
+//!   client whose next new key was accepted.
+//! - `auth_failure_burst`: many rejections from one client, few keys.
+//! - `rejected_key_repeated`: one key that never worked rejected again and
+//!   again: in a window, or all day at any pace.
+//! - `revoked_key_in_use` (inferred): a key that worked and is now only
+//!   refused.
+//!
+//! Keyless requests never reach these rules, and a key that worked is no
+//! guess, so keyless 401s and a working key's occasional 401 stay quiet.
 
 use std::collections::VecDeque;
 
@@ -23,8 +46,12 @@ pub struct Event {
 }
 
 impl Event {
-    fn rejected(&self) -> bool {
+    pub fn rejected(&self) -> bool {
         matches!(self.status, 401 | 403)
+    }
+
+    fn succeeded(&self) -> bool {
+        matches!(self.status, 200..=399)
     }
 }
 
@@ -39,7 +66,30 @@ pub fn client_text(tag: u128) -> String {
     std::net::Ipv6Addr::from(tag).to_string()
 }
 
-/// `[rules.key_bruteforce]`, `[rules.auth_failure_burst]`, `[rules.rejected_key_repeated]`.
+fn is_ipv6(tag: u128) -> bool {
+    tag >> 127 == 0 && tag >= 1 << 32
+}
+
+/// The client a rule counts: an IPv6 address by its network of `prefix`
+/// bits (addresses inside a /64 rotate at will), anything else itself.
+pub fn client_group(tag: u128, prefix: u8) -> u128 {
+    if !is_ipv6(tag) || prefix >= 128 {
+        return tag;
+    }
+    let keep = u32::from(prefix.max(1));
+    tag >> (128 - keep) << (128 - keep)
+}
+
+/// A grouped client for people: `2001:db8:1:2::/64`, or the address.
+pub fn group_text(tag: u128, prefix: u8) -> String {
+    if is_ipv6(tag) && prefix < 128 {
+        format!("{}/{prefix}", client_text(tag))
+    } else {
+        client_text(tag)
+    }
+}
+
+/// `[rules.auth_failure_burst]`.
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BucketConfig {
@@ -61,6 +111,47 @@ impl Default for BucketConfig {
     }
 }
 
+/// `[rules.key_bruteforce]`.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BruteConfig {
+    pub enabled: bool,
+    /// Distinct unknown keys one client's bucket holds; the next one fires.
+    pub capacity: u32,
+    /// Seconds for one key to leak out of the bucket.
+    pub leak_seconds: u32,
+    /// Low and slow: this many distinct unknown keys from one client…
+    pub slow_min_keys: u32,
+    /// …within this many hours.
+    pub slow_window_hours: u32,
+    /// Spread over clients: distinct unknown keys rejected site-wide in one
+    /// window that fire, whatever the history…
+    pub site_min_keys: u32,
+    /// …and how many times the site's median window they must exceed.
+    pub site_factor: f64,
+    /// The site-wide window, in minutes.
+    pub site_window_minutes: u32,
+    /// Distinct clients (networks, for IPv6) the keys must come from:
+    /// fewer are each the per-client rule's business.
+    pub site_min_clients: u32,
+}
+
+impl Default for BruteConfig {
+    fn default() -> Self {
+        BruteConfig {
+            enabled: true,
+            capacity: 5,
+            leak_seconds: 10,
+            slow_min_keys: 20,
+            slow_window_hours: 6,
+            site_min_keys: 30,
+            site_factor: 5.0,
+            site_window_minutes: 10,
+            site_min_clients: 5,
+        }
+    }
+}
+
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RepeatedConfig {
@@ -71,6 +162,9 @@ pub struct RepeatedConfig {
     pub window_minutes: u32,
     /// Share of the key's requests in the window that were rejected (0..1).
     pub min_share: f64,
+    /// Rejections within a day of a key that never worked that fire at
+    /// any pace (a mistyped key still deployed, retried every few minutes).
+    pub day_min_rejections: u32,
 }
 
 impl Default for RepeatedConfig {
@@ -80,12 +174,25 @@ impl Default for RepeatedConfig {
             min_rejections: 5,
             window_minutes: 10,
             min_share: 0.5,
+            day_min_rejections: 20,
         }
     }
 }
 
 /// Per-client and per-key state is capped; past the cap, idle entries go first.
 const MAX_TRACKED: usize = 100_000;
+/// Ended episodes kept for reports (the oldest go first).
+const MAX_ENDED: usize = 10_000;
+/// Distinct keys one client remembers for the slow window.
+const SLOW_KEEP: usize = 64;
+/// The site-wide window's key set stops growing here (far past any limit).
+const SITE_SET: usize = 1 << 16;
+/// Site windows of history (a week of 10-minute windows).
+const SITE_HISTORY: usize = 1008;
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 86_400_000;
+/// How often (log time) ended episodes are looked for.
+const SWEEP_MS: i64 = 60_000;
 
 #[derive(Clone, Debug)]
 struct Bucket {
@@ -103,7 +210,7 @@ impl Bucket {
     }
 }
 
-/// One client's or key's finding as it grows.
+/// One episode as it grows.
 #[derive(Clone, Debug)]
 struct Open {
     count: u64,
@@ -113,6 +220,11 @@ struct Open {
     label: Option<KeyLabel>,
     clients: Distinct,
     first_client: u128,
+    /// Held by a slow condition: it ends only after the long quiet time.
+    slow: bool,
+    /// The site's usual number (site-wide guessing).
+    baseline: f64,
+    peak: u64,
 }
 
 impl Open {
@@ -125,7 +237,19 @@ impl Open {
             label: None,
             clients: Distinct::default(),
             first_client: e.client,
+            slow: false,
+            baseline: 0.0,
+            peak: 0,
         }
+    }
+
+    fn labelled(e: &Event) -> Open {
+        let mut o = Open::new(e);
+        o.label = Some(KeyLabel {
+            masked: e.key.masked,
+            name: e.key.name,
+        });
+        o
     }
 
     fn add(&mut self, e: &Event) {
@@ -136,53 +260,104 @@ impl Open {
     }
 }
 
-/// Per client: the distinct rejected keys still in the bucket.
+/// Which rule (and flavour) an episode belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Which {
+    Brute,
+    Burst,
+    Repeated,
+    Inferred,
+    Site,
+    GotIn,
+}
+
+/// What an episode is about.
+#[derive(Clone, Copy, Debug)]
+enum Subject {
+    Client(u128),
+    Key(KeyId),
+    Site,
+    ClientKey(u128, KeyId),
+}
+
+fn same_subject(a: &Subject, b: &Subject) -> bool {
+    match (a, b) {
+        (Subject::Client(x), Subject::Client(y)) => x == y,
+        (Subject::Key(x), Subject::Key(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// An episode that ended.
+struct Ended {
+    which: Which,
+    subject: Subject,
+    open: Open,
+    resolved_ms: i64,
+}
+
+/// Per client: its bucket and the distinct unknown keys it presented
+/// within the slow window (at most [`SLOW_KEEP`], the newest).
 #[derive(Default)]
 struct ClientKeys {
     bucket: Option<Bucket>,
     recent: VecDeque<(i64, KeyId)>,
 }
 
+/// Site-wide: the distinct unknown keys rejected in the current window.
+#[derive(Default)]
+struct Site {
+    window: i64,
+    keys: FastSet<KeyId>,
+    clients: Distinct,
+    /// What the current window must exceed.
+    limit: f64,
+    baseline: f64,
+    history: VecDeque<u32>,
+}
+
 #[derive(Default)]
 pub struct OrderedDetectors {
-    brute: Option<BucketConfig>,
+    brute: Option<BruteConfig>,
     burst: Option<BucketConfig>,
     repeated: Option<RepeatedConfig>,
+    ipv6_prefix: u8,
     /// Keys that succeeded at least once: their rejections are no guessing.
     known_valid: FastSet<KeyId>,
     brute_state: FastMap<u128, ClientKeys>,
     burst_state: FastMap<u128, Bucket>,
     /// Per key: (minute, rejected, total) for the window's minutes.
     repeated_state: FastMap<KeyId, VecDeque<(i64, u32, u32)>>,
+    /// Per key never accepted: rejections within a day, and since when.
+    rejected_day: FastMap<KeyId, (u32, i64)>,
+    site: Site,
     brute_open: FastMap<u128, Open>,
     burst_open: FastMap<u128, Open>,
     repeated_open: FastMap<KeyId, Open>,
+    site_open: Option<Open>,
+    got_in: FastMap<(u128, KeyId), Open>,
     behaviour: Option<super::behaviour::KeyBehaviour>,
     /// For the inferred revocation: per key that once worked, its last
     /// success and the rejections since.
-    inferred: bool,
+    inferred: Option<u32>,
     last_success: FastMap<KeyId, (i64, u32, i64)>,
     inferred_open: FastMap<KeyId, Open>,
+    ended: VecDeque<Ended>,
+    /// The latest log time seen, and when ended episodes are looked for next.
+    now_ms: i64,
+    next_sweep_ms: i64,
     pub untracked: u64,
 }
 
 impl OrderedDetectors {
     pub fn new(rules: &super::RulesConfig) -> Option<Self> {
-        let (brute, burst, repeated) = (
-            &rules.key_bruteforce,
-            &rules.auth_failure_burst,
-            &rules.rejected_key_repeated,
-        );
         let d = OrderedDetectors {
-            inferred: rules.revoked_key_in_use.enabled,
             behaviour: super::behaviour::KeyBehaviour::new(rules),
-            brute: brute.enabled.then(|| brute.clone()),
-            burst: burst.enabled.then(|| burst.clone()),
-            repeated: repeated.enabled.then(|| repeated.clone()),
+            now_ms: i64::MIN,
+            next_sweep_ms: i64::MIN,
             ..OrderedDetectors::default()
         };
-        (d.brute.is_some() || d.burst.is_some() || d.repeated.is_some() || d.behaviour.is_some())
-            .then_some(d)
+        d.reconfigure(rules)
     }
 
     /// Takes new settings and keeps what was learned (a reload): a rule
@@ -197,9 +372,13 @@ impl OrderedDetectors {
         self.brute = brute.enabled.then(|| brute.clone());
         self.burst = burst.enabled.then(|| burst.clone());
         self.repeated = repeated.enabled.then(|| repeated.clone());
+        self.ipv6_prefix = rules.ipv6_client_prefix;
         if self.brute.is_none() {
             self.brute_state.clear();
             self.brute_open.clear();
+            self.site = Site::default();
+            self.site_open = None;
+            self.got_in.clear();
         }
         if self.burst.is_none() {
             self.burst_state.clear();
@@ -208,9 +387,11 @@ impl OrderedDetectors {
         if self.repeated.is_none() {
             self.repeated_state.clear();
             self.repeated_open.clear();
+            self.rejected_day.clear();
         }
-        self.inferred = rules.revoked_key_in_use.enabled;
-        if !self.inferred {
+        let r = &rules.revoked_key_in_use;
+        self.inferred = r.enabled.then_some(r.infer_after_rejections);
+        if self.inferred.is_none() {
             self.last_success.clear();
             self.inferred_open.clear();
         }
@@ -225,18 +406,58 @@ impl OrderedDetectors {
         .then_some(self)
     }
 
+    /// How long an episode of `which` lasts without anything keeping it going.
+    fn quiet_ms(&self, which: Which, o: &Open) -> i64 {
+        self.quiet(which, o.slow)
+    }
+
+    fn quiet(&self, which: Which, slow: bool) -> i64 {
+        let slow = |hours: i64| if slow { hours * HOUR } else { 0 };
+        match which {
+            Which::Brute => {
+                let b = self.brute.clone().unwrap_or_default();
+                let span = i64::from(b.leak_seconds.max(1)) * 1000 * i64::from(b.capacity + 1);
+                span.max(slow(i64::from(b.slow_window_hours)))
+            }
+            Which::Burst => {
+                let b = self.burst.clone().unwrap_or_default();
+                i64::from(b.leak_seconds.max(1)) * 1000 * i64::from(b.capacity.max(1))
+            }
+            Which::Repeated => {
+                let r = self.repeated.clone().unwrap_or_default();
+                (i64::from(r.window_minutes.max(1)) * 60_000).max(slow(24))
+            }
+            Which::Site => {
+                let b = self.brute.clone().unwrap_or_default();
+                2 * i64::from(b.site_window_minutes.max(1)) * 60_000
+            }
+            Which::Inferred | Which::GotIn => DAY,
+        }
+    }
+
     pub fn observe(&mut self, e: &Event) {
+        if e.time_ms > self.now_ms {
+            self.now_ms = e.time_ms;
+        }
+        if self.now_ms >= self.next_sweep_ms {
+            self.next_sweep_ms = self.now_ms.saturating_add(SWEEP_MS);
+            self.sweep(self.now_ms);
+        }
         if let Some(b) = &mut self.behaviour {
             b.observe(e);
         }
-        if matches!(e.status, 200..=399)
-            && self.known_valid.len() < MAX_TRACKED
-            && !self.known_valid.contains(&e.key.id)
-        {
-            self.known_valid.insert(e.key.id);
+        let group = client_group(e.client, self.ipv6_prefix);
+        let first_success = e.succeeded() && !self.known_valid.contains(&e.key.id);
+        if first_success {
+            self.observe_got_in(e, group);
+            if self.known_valid.len() < MAX_TRACKED {
+                self.known_valid.insert(e.key.id);
+            }
         }
-        if self.inferred && !e.key.revoked {
-            self.observe_inferred(e);
+        if let Some(after) = self.inferred
+            && !e.key.revoked
+        {
+            self.observe_inferred(e, after);
         }
         if let Some(cfg) = self.repeated.clone() {
             self.observe_repeated(e, &cfg);
@@ -245,89 +466,335 @@ impl OrderedDetectors {
             return;
         }
         if let Some(cfg) = self.burst.clone() {
-            let leak = f64::from(cfg.leak_seconds.max(1)) * 1000.0;
-            if !self.burst_state.contains_key(&e.client) && self.burst_state.len() >= MAX_TRACKED {
-                prune(
-                    &mut self.burst_state,
-                    e.time_ms,
-                    |b| b.last_ms,
-                    leak * f64::from(cfg.capacity),
-                );
-            }
-            if self.burst_state.len() < MAX_TRACKED || self.burst_state.contains_key(&e.client) {
-                let b = self.burst_state.entry(e.client).or_insert(Bucket {
-                    level: 0.0,
-                    last_ms: e.time_ms,
+            self.observe_burst(e, group, &cfg);
+        }
+        if let Some(cfg) = self.brute.clone()
+            && !self.known_valid.contains(&e.key.id)
+            && !e.key.revoked
+        {
+            self.observe_site(e, group, &cfg);
+            self.observe_brute(e, group, &cfg);
+        }
+    }
+
+    /// Ends every episode whose quiet time has passed by `now_ms` (log time),
+    /// and lets the behaviour rules judge the windows that ended by then.
+    pub fn advance(&mut self, now_ms: i64) {
+        if let Some(b) = &mut self.behaviour {
+            b.advance(now_ms);
+        }
+        self.sweep(now_ms);
+    }
+
+    /// The end of the input: the windows still open are judged as they
+    /// stand, and episodes quiet long enough end.
+    pub fn finish(&mut self) {
+        if let Some(b) = &mut self.behaviour {
+            b.finish();
+        }
+        if self.now_ms > i64::MIN {
+            self.sweep(self.now_ms);
+        }
+    }
+
+    fn sweep(&mut self, now_ms: i64) {
+        let mut done = Vec::new();
+        let mut take = |which: Which, subject: Subject, o: &Open, q: i64| {
+            if now_ms - o.last_ms > q {
+                done.push(Ended {
+                    which,
+                    subject,
+                    open: o.clone(),
+                    resolved_ms: o.last_ms + q,
                 });
-                let over = b.pour(e.time_ms, cfg.capacity, leak);
-                if over || self.burst_open.contains_key(&e.client) {
-                    self.burst_open
-                        .entry(e.client)
-                        .or_insert_with(|| Open::new(e))
-                        .add(e);
-                }
+                false
             } else {
-                self.untracked += 1;
+                true
+            }
+        };
+        let quiet: Vec<(Which, i64, i64)> = [Which::Brute, Which::Burst, Which::Repeated]
+            .into_iter()
+            .map(|w| (w, self.quiet(w, false), self.quiet(w, true)))
+            .collect();
+        let q = |w: Which, o: &Open| {
+            let (_, fast, slow) = quiet
+                .iter()
+                .find(|(x, _, _)| *x == w)
+                .copied()
+                .unwrap_or((w, 0, 0));
+            if o.slow { slow } else { fast }
+        };
+        self.brute_open
+            .retain(|c, o| take(Which::Brute, Subject::Client(*c), o, q(Which::Brute, o)));
+        self.burst_open
+            .retain(|c, o| take(Which::Burst, Subject::Client(*c), o, q(Which::Burst, o)));
+        self.repeated_open
+            .retain(|k, o| take(Which::Repeated, Subject::Key(*k), o, q(Which::Repeated, o)));
+        self.inferred_open
+            .retain(|k, o| take(Which::Inferred, Subject::Key(*k), o, DAY));
+        self.got_in
+            .retain(|(c, k), o| take(Which::GotIn, Subject::ClientKey(*c, *k), o, DAY));
+        if let Some(o) = &self.site_open {
+            let q_site = self.quiet_ms(Which::Site, o);
+            if !take(Which::Site, Subject::Site, o, q_site) {
+                self.site_open = None;
             }
         }
-        if let Some(cfg) = self.brute.clone() {
-            if self.known_valid.contains(&e.key.id) {
+        for d in done {
+            self.end(d);
+        }
+    }
+
+    fn end(&mut self, d: Ended) {
+        self.ended.push_back(d);
+        while self.ended.len() > MAX_ENDED {
+            self.ended.pop_front();
+        }
+    }
+
+    /// Ends the episode of `which` in `map` at `key` if its quiet time
+    /// passed before `now` (so what comes next opens a new one).
+    fn close_stale<K: std::hash::Hash + Eq + Copy>(
+        &mut self,
+        which: Which,
+        key: K,
+        subject: Subject,
+        now: i64,
+        map: fn(&mut Self) -> &mut FastMap<K, Open>,
+    ) {
+        let Some(o) = map(self).get(&key).cloned() else {
+            return;
+        };
+        let q = self.quiet_ms(which, &o);
+        if now - o.last_ms > q {
+            map(self).remove(&key);
+            self.end(Ended {
+                which,
+                subject,
+                resolved_ms: o.last_ms + q,
+                open: o,
+            });
+        }
+    }
+
+    fn observe_burst(&mut self, e: &Event, group: u128, cfg: &BucketConfig) {
+        let leak = f64::from(cfg.leak_seconds.max(1)) * 1000.0;
+        if !self.burst_state.contains_key(&group) && self.burst_state.len() >= MAX_TRACKED {
+            prune(
+                &mut self.burst_state,
+                e.time_ms,
+                |b| b.last_ms,
+                leak * f64::from(cfg.capacity),
+            );
+        }
+        if self.burst_state.len() >= MAX_TRACKED && !self.burst_state.contains_key(&group) {
+            self.untracked += 1;
+            return;
+        }
+        self.close_stale(
+            Which::Burst,
+            group,
+            Subject::Client(group),
+            e.time_ms,
+            |s| &mut s.burst_open,
+        );
+        let b = self.burst_state.entry(group).or_insert(Bucket {
+            level: 0.0,
+            last_ms: e.time_ms,
+        });
+        let over = b.pour(e.time_ms, cfg.capacity, leak);
+        if over || self.burst_open.contains_key(&group) {
+            self.burst_open
+                .entry(group)
+                .or_insert_with(|| Open::new(e))
+                .add(e);
+        }
+    }
+
+    fn observe_brute(&mut self, e: &Event, group: u128, cfg: &BruteConfig) {
+        let leak = f64::from(cfg.leak_seconds.max(1)) * 1000.0;
+        let slow_ms = i64::from(cfg.slow_window_hours.max(1)) * HOUR;
+        let span = ((leak * f64::from(cfg.capacity + 1)) as i64).max(slow_ms);
+        if !self.brute_state.contains_key(&group) && self.brute_state.len() >= MAX_TRACKED {
+            let before = self.brute_state.len();
+            self.brute_state
+                .retain(|_, c| c.recent.back().is_some_and(|(t, _)| e.time_ms - t < span));
+            if self.brute_state.len() == before {
+                self.untracked += 1;
                 return;
             }
-            let leak = f64::from(cfg.leak_seconds.max(1)) * 1000.0;
-            let span = (leak * f64::from(cfg.capacity + 1)) as i64;
-            if !self.brute_state.contains_key(&e.client) && self.brute_state.len() >= MAX_TRACKED {
-                let before = self.brute_state.len();
-                self.brute_state
-                    .retain(|_, c| c.recent.back().is_some_and(|(t, _)| e.time_ms - t < span));
-                if self.brute_state.len() == before {
-                    self.untracked += 1;
-                    return;
-                }
+        }
+        self.close_stale(
+            Which::Brute,
+            group,
+            Subject::Client(group),
+            e.time_ms,
+            |s| &mut s.brute_open,
+        );
+        let c = self.brute_state.entry(group).or_default();
+        while c.recent.front().is_some_and(|(t, _)| e.time_ms - t >= span) {
+            c.recent.pop_front();
+        }
+        if c.recent.iter().any(|(_, k)| *k == e.key.id) {
+            return; // not a new key: distinct keys only
+        }
+        c.recent.push_back((e.time_ms, e.key.id));
+        if c.recent.len() > SLOW_KEEP {
+            c.recent.pop_front();
+        }
+        let b = c.bucket.get_or_insert(Bucket {
+            level: 0.0,
+            last_ms: e.time_ms,
+        });
+        let fast = b.pour(e.time_ms, cfg.capacity, leak);
+        let in_window = c
+            .recent
+            .iter()
+            .filter(|(t, _)| e.time_ms - t < slow_ms)
+            .count();
+        let slow = in_window >= cfg.slow_min_keys as usize;
+        if !(fast || slow || self.brute_open.contains_key(&group)) {
+            return;
+        }
+        match self.brute_open.get_mut(&group) {
+            Some(o) => {
+                o.add(e);
+                o.slow |= slow && !fast;
             }
-            let c = self.brute_state.entry(e.client).or_default();
-            while c.recent.front().is_some_and(|(t, _)| e.time_ms - t >= span) {
-                c.recent.pop_front();
-            }
-            if c.recent.iter().any(|(_, k)| *k == e.key.id) {
-                return; // not a new key: distinct keys only
-            }
-            c.recent.push_back((e.time_ms, e.key.id));
-            let b = c.bucket.get_or_insert(Bucket {
-                level: 0.0,
-                last_ms: e.time_ms,
-            });
-            let over = b.pour(e.time_ms, cfg.capacity, leak);
-            if over || self.brute_open.contains_key(&e.client) {
-                let first = self.brute_open.entry(e.client).or_insert_with(|| {
-                    // The finding starts with the keys already in the bucket.
-                    let mut o = Open::new(e);
-                    o.first_ms = c.recent.front().map_or(e.time_ms, |(t, _)| *t);
-                    o
-                });
-                if first.count == 0 {
-                    for (t, k) in &c.recent {
-                        let prior = Event {
-                            time_ms: *t,
-                            key: KeyRef { id: *k, ..e.key },
-                            ..*e
-                        };
-                        first.add(&prior);
-                    }
+            None => {
+                // The episode starts with the keys already presented.
+                let mut o = Open::new(e);
+                let window = if fast {
+                    (leak * f64::from(cfg.capacity + 1)) as i64
                 } else {
-                    first.add(e);
+                    slow_ms
+                };
+                for (t, k) in c.recent.iter().filter(|(t, _)| e.time_ms - t < window) {
+                    o.first_ms = o.first_ms.min(*t);
+                    o.add(&Event {
+                        time_ms: *t,
+                        key: KeyRef { id: *k, ..e.key },
+                        ..*e
+                    });
                 }
+                o.first_client = e.client;
+                o.slow = slow && !fast;
+                self.brute_open.insert(group, o);
             }
         }
     }
 
-    /// A key that worked within the last 7 days and has since been rejected
-    /// at least 3 times in a row for an hour or more, with no success in
-    /// between: it looks revoked, while something still uses it.
-    fn observe_inferred(&mut self, e: &Event) {
-        const WEEK: i64 = 7 * 86_400_000;
-        const HOUR: i64 = 3_600_000;
+    /// Distinct unknown keys rejected across all clients in one window,
+    /// against the site's median window over the last day.
+    fn observe_site(&mut self, e: &Event, group: u128, cfg: &BruteConfig) {
+        let win = i64::from(cfg.site_window_minutes.max(1)) * 60_000;
+        let w = e.time_ms.div_euclid(win);
+        let s = &mut self.site;
+        if s.keys.is_empty() && s.history.is_empty() && s.window == 0 {
+            s.window = w;
+            s.limit = f64::from(cfg.site_min_keys);
+        }
+        if w > s.window {
+            s.history.push_back(s.keys.len() as u32);
+            for _ in 1..(w - s.window).min(SITE_HISTORY as i64) {
+                s.history.push_back(0);
+            }
+            while s.history.len() > SITE_HISTORY {
+                s.history.pop_front();
+            }
+            let day = (DAY / win).max(1) as usize;
+            let mut last: Vec<f64> = s
+                .history
+                .iter()
+                .rev()
+                .take(day)
+                .map(|&n| f64::from(n))
+                .collect();
+            s.baseline = super::behaviour::median(&mut last);
+            s.limit = f64::from(cfg.site_min_keys).max(cfg.site_factor * s.baseline);
+            s.window = w;
+            s.keys.clear();
+            s.clients = Distinct::default();
+        } else if w < s.window {
+            return; // out of order by a window: too late to count
+        }
+        if s.keys.len() < SITE_SET {
+            s.keys.insert(e.key.id);
+        }
+        s.clients.insert(group);
+        let n = s.keys.len() as u64;
+        if (n as f64) <= s.limit || s.clients.count() < u64::from(cfg.site_min_clients) {
+            if let Some(o) = &mut self.site_open
+                && o.last_ms >= w * win
+            {
+                // Still this window's episode: every key counts.
+                o.add(e);
+            }
+            return;
+        }
+        if let Some(o) = &self.site_open {
+            let q = self.quiet_ms(Which::Site, o);
+            if e.time_ms - o.last_ms > q {
+                let o = self.site_open.take().unwrap();
+                self.end(Ended {
+                    which: Which::Site,
+                    subject: Subject::Site,
+                    resolved_ms: o.last_ms + q,
+                    open: o,
+                });
+            }
+        }
+        let s = &self.site;
+        let (baseline, clients) = (s.baseline, s.clients.clone());
+        let o = self.site_open.get_or_insert_with(|| {
+            let mut o = Open::new(e);
+            o.first_ms = w * win;
+            o.count = n - 1;
+            for k in &s.keys {
+                o.keys.insert(u128::from(u64::from_le_bytes(k.0)));
+            }
+            o
+        });
+        o.add(e);
+        o.clients.merge(&clients);
+        o.baseline = baseline;
+        o.peak = o.peak.max(n);
+    }
+
+    /// A client that was guessing keys, whose new key was accepted: it got in.
+    fn observe_got_in(&mut self, e: &Event, group: u128) {
+        let Some(cfg) = &self.brute else { return };
+        let guessing = self.brute_open.contains_key(&group)
+            || self
+                .brute_state
+                .get(&group)
+                .is_some_and(|c| c.recent.len() > cfg.capacity as usize);
+        if !guessing || self.got_in.contains_key(&(group, e.key.id)) {
+            return;
+        }
+        let mut o = Open::labelled(e);
+        o.add(e);
+        if let Some(b) = self.brute_open.get(&group) {
+            o.keys = b.keys.clone();
+            o.first_ms = e.time_ms;
+        }
+        self.got_in.insert((group, e.key.id), o);
+    }
+
+    /// A key that worked within the last 7 days and has since only been
+    /// rejected: `after` rejections in a row, or 3 spanning an hour.
+    fn observe_inferred(&mut self, e: &Event, after: u32) {
+        const WEEK: i64 = 7 * DAY;
         if matches!(e.status, 200..=299) {
+            // Working again: the episode is over.
+            if let Some(o) = self.inferred_open.remove(&e.key.id) {
+                self.end(Ended {
+                    which: Which::Inferred,
+                    subject: Subject::Key(e.key.id),
+                    resolved_ms: e.time_ms,
+                    open: o,
+                });
+            }
             let room = self.last_success.len() < MAX_TRACKED;
             match self.last_success.get_mut(&e.key.id) {
                 Some(v) => *v = (e.time_ms, 0, 0),
@@ -341,6 +808,13 @@ impl OrderedDetectors {
         if !e.rejected() {
             return;
         }
+        self.close_stale(
+            Which::Inferred,
+            e.key.id,
+            Subject::Key(e.key.id),
+            e.time_ms,
+            |s| &mut s.inferred_open,
+        );
         let Some((ok_ms, rejections, streak_start)) = self.last_success.get_mut(&e.key.id) else {
             return;
         };
@@ -351,15 +825,12 @@ impl OrderedDetectors {
             *streak_start = e.time_ms;
         }
         *rejections += 1;
-        if *rejections >= 3 && e.time_ms - *streak_start >= HOUR {
-            let since = *ok_ms;
-            let n = *rejections;
+        let firing =
+            *rejections >= 3 && (e.time_ms - *streak_start >= HOUR || *rejections >= after);
+        if firing || self.inferred_open.contains_key(&e.key.id) {
+            let (since, n) = (*ok_ms, *rejections);
             let o = self.inferred_open.entry(e.key.id).or_insert_with(|| {
-                let mut o = Open::new(e);
-                o.label = Some(KeyLabel {
-                    masked: e.key.masked,
-                    name: e.key.name,
-                });
+                let mut o = Open::labelled(e);
                 o.first_ms = since;
                 o.count = u64::from(n) - 1;
                 o
@@ -376,6 +847,31 @@ impl OrderedDetectors {
         let tracked = self.repeated_state.contains_key(&e.key.id);
         if !tracked && !e.rejected() {
             return; // only keys with a rejection are followed
+        }
+        self.close_stale(
+            Which::Repeated,
+            e.key.id,
+            Subject::Key(e.key.id),
+            e.time_ms,
+            |s| &mut s.repeated_open,
+        );
+        // All day, at any pace: a key that never worked.
+        let mut all_day = false;
+        if e.rejected() && !self.known_valid.contains(&e.key.id) {
+            if !self.rejected_day.contains_key(&e.key.id) && self.rejected_day.len() >= MAX_TRACKED
+            {
+                // A flood of keys tried once each: forget those first.
+                self.rejected_day.retain(|_, (n, _)| *n > 1);
+            }
+            if self.rejected_day.len() < MAX_TRACKED || self.rejected_day.contains_key(&e.key.id) {
+                let (n, since) = self.rejected_day.entry(e.key.id).or_insert((0, e.time_ms));
+                if e.time_ms - *since > DAY {
+                    *n = 0;
+                    *since = e.time_ms;
+                }
+                *n += 1;
+                all_day = *n >= cfg.day_min_rejections;
+            }
         }
         if !tracked && self.repeated_state.len() >= MAX_TRACKED {
             let w = i64::from(cfg.window_minutes);
@@ -406,19 +902,22 @@ impl OrderedDetectors {
             .fold((0u32, 0u32), |(r, n), (_, a, b)| (r + a, n + b));
         let firing =
             rej >= cfg.min_rejections && f64::from(rej) >= cfg.min_share * f64::from(total);
-        if firing || self.repeated_open.contains_key(&e.key.id) {
+        if firing || all_day || self.repeated_open.contains_key(&e.key.id) {
+            let since = self.rejected_day.get(&e.key.id).map(|(_, s)| *s);
             let o = self.repeated_open.entry(e.key.id).or_insert_with(|| {
-                let mut o = Open::new(e);
-                o.label = Some(KeyLabel {
-                    masked: e.key.masked,
-                    name: e.key.name,
-                });
-                // The window's earlier rejections belong to the finding.
-                o.count = u64::from(rej) - 1;
-                o.first_ms = mins.front().map_or(e.time_ms, |(t, _, _)| t * 60_000);
+                let mut o = Open::labelled(e);
+                if all_day && !firing {
+                    o.count = u64::from(cfg.day_min_rejections) - 1;
+                    o.first_ms = since.unwrap_or(e.time_ms);
+                } else {
+                    // The window's earlier rejections belong to the finding.
+                    o.count = u64::from(rej) - 1;
+                    o.first_ms = mins.front().map_or(e.time_ms, |(t, _, _)| t * 60_000);
+                }
                 o
             });
             o.add(e);
+            o.slow |= all_day;
         }
     }
 
@@ -428,100 +927,202 @@ impl OrderedDetectors {
             .as_ref()
             .map(|b| b.findings(names))
             .unwrap_or_default();
-        for (client, o) in &self.brute_open {
-            let ip = client_text(*client);
-            out.push(Finding {
-                resolved_ms: None,
-                rule: "key_bruteforce",
-                severity: Severity::High,
-                key: None,
-                client: Some(ip.clone()),
-                clients: 1,
-                place: None,
-                first_ms: o.first_ms,
-                last_ms: o.last_ms,
-                count: o.keys.count(),
-                message: format!(
-                    "client {ip} presented {} different keys that were rejected, faster than any client uses keys: someone is guessing API keys",
-                    o.keys.count()
-                ),
-                evidence: None,
-                action: "block the client (firewall, rate limit on 401s); check that none of its keys was ever accepted",
-            });
-        }
-        for (client, o) in &self.burst_open {
-            if self.brute_open.contains_key(client) {
-                continue; // the brute-force finding says more
+        let open = self
+            .brute_open
+            .iter()
+            .map(|(c, o)| (Which::Brute, Subject::Client(*c), o, None))
+            .chain(
+                self.burst_open
+                    .iter()
+                    .map(|(c, o)| (Which::Burst, Subject::Client(*c), o, None)),
+            )
+            .chain(
+                self.inferred_open
+                    .iter()
+                    .map(|(k, o)| (Which::Inferred, Subject::Key(*k), o, None)),
+            )
+            .chain(
+                self.repeated_open
+                    .iter()
+                    .map(|(k, o)| (Which::Repeated, Subject::Key(*k), o, None)),
+            )
+            .chain(
+                self.site_open
+                    .iter()
+                    .map(|o| (Which::Site, Subject::Site, o, None)),
+            )
+            .chain(
+                self.got_in
+                    .iter()
+                    .map(|((c, k), o)| (Which::GotIn, Subject::ClientKey(*c, *k), o, None)),
+            );
+        let all: Vec<(Which, Subject, &Open, Option<i64>)> = open
+            .chain(
+                self.ended
+                    .iter()
+                    .map(|d| (d.which, d.subject, &d.open, Some(d.resolved_ms))),
+            )
+            .collect();
+        // A burst by a client that was guessing keys at the time, or a key
+        // rejected again and again that looks revoked: the stronger finding
+        // says more.
+        let covered = |stronger: Which, subject: &Subject, o: &Open| {
+            all.iter().any(|(w, s, other, _)| {
+                *w == stronger
+                    && same_subject(s, subject)
+                    && other.first_ms <= o.last_ms
+                    && o.first_ms <= other.last_ms
+            })
+        };
+        for (which, subject, o, resolved) in &all {
+            let hidden = match which {
+                Which::Burst => covered(Which::Brute, subject, o),
+                Which::Repeated => covered(Which::Inferred, subject, o),
+                _ => false,
+            };
+            if !hidden {
+                out.extend(self.render(*which, *subject, o, *resolved, names));
             }
-            let ip = client_text(*client);
-            out.push(Finding {
-                resolved_ms: None,
-                rule: "auth_failure_burst",
-                severity: Severity::Medium,
-                key: None,
-                client: Some(ip.clone()),
-                clients: 1,
-                place: None,
-                first_ms: o.first_ms,
-                last_ms: o.last_ms,
-                count: o.count,
-                message: format!(
-                    "client {ip} had {} requests rejected (401/403) in a burst, with {} different keys",
-                    o.count,
-                    o.keys.count()
-                ),
-                evidence: None,
-                action: "find out whether it is a broken client (fix its key) or an attack (block it)",
-            });
-        }
-        for (id, o) in &self.inferred_open {
-            let Some(label) = o.label else { continue };
-            let who = key_phrase(&label, names);
-            out.push(Finding {
-                resolved_ms: None,
-                rule: "revoked_key_in_use",
-                severity: Severity::Medium,
-                key: Some((*id, label)),
-                client: Some(client_text(o.first_client)),
-                clients: o.clients.count(),
-                place: None,
-                first_ms: o.first_ms,
-                last_ms: o.last_ms,
-                count: o.count,
-                message: format!(
-                    "API key {who} worked until the first time shown and has since been rejected {} times with no success: it looks revoked, yet something still sends it",
-                    o.count
-                ),
-                evidence: None,
-                action: "if the key was revoked, find the client still sending it and give it a new key; if not, find out why the API rejects it",
-            });
-        }
-        for (id, o) in &self.repeated_open {
-            if self.inferred_open.contains_key(id) {
-                continue; // the key looks revoked: that finding says more
-            }
-            let Some(label) = o.label else { continue };
-            let who = key_phrase(&label, names);
-            out.push(Finding {
-                resolved_ms: None,
-                rule: "rejected_key_repeated",
-                severity: Severity::Medium,
-                key: Some((*id, label)),
-                client: Some(client_text(o.first_client)),
-                clients: o.clients.count(),
-                place: None,
-                first_ms: o.first_ms,
-                last_ms: o.last_ms,
-                count: o.count,
-                message: format!(
-                    "API key {who} was rejected {} times, most of its requests: a client still uses a revoked, expired or mistyped key",
-                    o.count
-                ),
-                evidence: None,
-                action: "find the client still sending the key (see the clients) and give it a valid key; revoke the key if it leaked",
-            });
         }
         out
+    }
+
+    fn render(
+        &self,
+        which: Which,
+        subject: Subject,
+        o: &Open,
+        resolved_ms: Option<i64>,
+        names: &[String],
+    ) -> Option<Finding> {
+        let p = self.ipv6_prefix;
+        let base =
+            |rule: &'static str, severity: Severity, message: String, action: &'static str| {
+                Finding {
+                    resolved_ms,
+                    rule,
+                    severity,
+                    key: None,
+                    client: None,
+                    clients: o.clients.count(),
+                    place: None,
+                    first_ms: o.first_ms,
+                    last_ms: o.last_ms,
+                    count: o.count,
+                    message,
+                    evidence: None,
+                    action,
+                }
+            };
+        Some(match (which, subject) {
+            (Which::Brute, Subject::Client(c)) => {
+                let ip = group_text(c, p);
+                let n = o.keys.count();
+                let pace = if o.slow {
+                    "over hours, a few at a time"
+                } else {
+                    "faster than any client uses keys"
+                };
+                let mut f = base(
+                    "key_bruteforce",
+                    Severity::High,
+                    format!(
+                        "client {ip} presented {n} different keys that were rejected, {pace}: someone is guessing API keys"
+                    ),
+                    "block the client (firewall, rate limit on 401s); check that none of its keys was ever accepted",
+                );
+                f.client = Some(ip);
+                f.clients = 1;
+                f.count = n;
+                f
+            }
+            (Which::Burst, Subject::Client(c)) => {
+                let ip = group_text(c, p);
+                let mut f = base(
+                    "auth_failure_burst",
+                    Severity::Medium,
+                    format!(
+                        "client {ip} had {} requests rejected (401/403) in a burst, with {} different keys",
+                        o.count,
+                        o.keys.count()
+                    ),
+                    "find out whether it is a broken client (fix its key) or an attack (block it)",
+                );
+                f.client = Some(ip);
+                f.clients = 1;
+                f
+            }
+            (Which::Site, Subject::Site) => {
+                let n = o.keys.count();
+                let mut f = base(
+                    "key_bruteforce",
+                    Severity::High,
+                    format!(
+                        "{n} different unknown keys were rejected from {} clients, up to {} in {} minutes against a usual {:.0}: someone is guessing API keys from many addresses",
+                        o.clients.count(),
+                        o.peak,
+                        self.brute.as_ref().map_or(10, |b| b.site_window_minutes),
+                        o.baseline
+                    ),
+                    "rate-limit 401s site-wide and look for the keys' common pattern; check which clients then got a 2xx",
+                );
+                f.client = Some(client_text(o.first_client));
+                f.count = n;
+                f
+            }
+            (Which::GotIn, Subject::ClientKey(c, id)) => {
+                let label = o.label?;
+                let who = key_phrase(&label, names);
+                let ip = group_text(c, p);
+                let mut f = base(
+                    "key_bruteforce",
+                    Severity::Critical,
+                    format!(
+                        "client {ip} was guessing keys ({} rejected) and then key {who} was accepted for it: a guessed key works",
+                        o.keys.count().saturating_sub(1)
+                    ),
+                    "revoke the accepted key now, block the client, and review what the key did",
+                );
+                f.key = Some((id, label));
+                f.client = Some(ip);
+                f.clients = 1;
+                f.count = 1;
+                f
+            }
+            (Which::Inferred, Subject::Key(id)) => {
+                let label = o.label?;
+                let who = key_phrase(&label, names);
+                let mut f = base(
+                    "revoked_key_in_use",
+                    Severity::Medium,
+                    format!(
+                        "API key {who} worked until the first time shown and has since been rejected {} times with no success: it looks revoked, yet something still sends it",
+                        o.count
+                    ),
+                    "if the key was revoked, find the client still sending it and give it a new key; if not, find out why the API rejects it",
+                );
+                f.key = Some((id, label));
+                f.client = Some(client_text(o.first_client));
+                f
+            }
+            (Which::Repeated, Subject::Key(id)) => {
+                let label = o.label?;
+                let who = key_phrase(&label, names);
+                let mut f = base(
+                    "rejected_key_repeated",
+                    Severity::Medium,
+                    format!(
+                        "API key {who} was rejected {} times, most of its requests: a client still uses a revoked, expired or mistyped key",
+                        o.count
+                    ),
+                    "find the client still sending the key (see the clients) and give it a valid key; revoke the key if it leaked",
+                );
+                f.key = Some((id, label));
+                f.client = Some(client_text(o.first_client));
+                f
+            }
+            _ => return None,
+        })
     }
 }
 

@@ -71,6 +71,7 @@ fn main() {
         zone: Zone::Utc,
         max_line: 256 * 1024,
         rules: keywatch::detect::RulesConfig::default(),
+        proxies: Default::default(),
     };
     let before = peak_rss_mb();
     let start = Instant::now();

@@ -176,6 +176,7 @@ fn engine() -> Engine {
         zone: Zone::Utc,
         max_line: 256 * 1024,
         rules: keywatch::detect::RulesConfig::default(),
+        proxies: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@
 //! [`pipeline`] wires the stages together; [`commands`] are what the CLI runs.
 
 pub mod alert;
+pub mod clients;
 pub mod commands;
 pub mod config;
 pub mod deliver;

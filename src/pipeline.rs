@@ -28,6 +28,8 @@ pub struct Engine {
     pub max_line: usize,
     /// Which rules run.
     pub rules: crate::detect::RulesConfig,
+    /// Proxies whose forwarded-for headers name the client.
+    pub proxies: crate::clients::Proxies,
 }
 
 /// Line counts of an input.
@@ -212,7 +214,14 @@ impl<'e> Analyzer<'e> {
         self.secrets.extend_from_slice(keyed.secrets);
         let evidence =
             (!self.exposures.is_empty() || !self.secrets.is_empty()).then(|| self.evidence(&rec));
-        let client = rec.client.map_or(0, |c| client_tag(c.raw));
+        let mut client = rec.client.map_or(0, |c| client_tag(c.raw));
+        if !engine.proxies.is_empty() {
+            client = engine.proxies.client(
+                client,
+                rec.forwarded_for.map(|t| t.raw),
+                rec.real_ip.map(|t| t.raw),
+            );
+        }
         let scrub = &self.keys.scrub;
         let req = KeyedRequest {
             rec: &rec,

@@ -1027,3 +1027,175 @@ fn scan_judges_the_windows_still_open_at_the_end_of_the_input() {
     assert_eq!(s[0]["count"], 120);
     assert!(s[0]["resolved_at"].is_null(), "still going: {}", s[0]);
 }
+
+#[test]
+fn url_traps_are_decided_by_structure() {
+    use base64::Engine as _;
+    let kw = Kw::new();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    // An OAuth `state` that is a JWT, with its `code`.
+    let jwt = format!(
+        "{}.{}.{}",
+        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(format!(r#"{{"nonce":"{}","return":"/app"}}"#, rand_from(ALNUM, 16)).as_bytes()),
+        b64(rand_from(ALNUM, 32).as_bytes())
+    );
+    // A pagination cursor under `token=`: base64 of JSON.
+    let cursor = b64(format!(r#"{{"after":"{}","limit":50}}"#, rand_from(ALNUM, 20)).as_bytes());
+    let akid = format!("AKIA{}", rand_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16));
+    let quiet = url_log(&[
+        (
+            &format!("/oauth/callback?code={}&state={jwt}", rand_from(ALNUM, 40)),
+            "-",
+        ),
+        (&format!("/v1/items?token={cursor}"), "-"),
+        // An AWS NextToken: opaque, by design.
+        (
+            &format!("/v1/list?MaxResults=50&NextToken={}", rand_from(ALNUM, 44)),
+            "-",
+        ),
+        // S3 SigV2, GCS V2 and CloudFront signed URLs.
+        (
+            &format!(
+                "/bucket/a.pdf?AWSAccessKeyId={akid}&Expires=1800000000&Signature={}%3D",
+                rand_from(ALNUM, 27)
+            ),
+            "-",
+        ),
+        (
+            &format!(
+                "/b/o.bin?GoogleAccessId=svc%40p.iam.gserviceaccount.com&Expires=1800000000&Signature={}",
+                rand_from(ALNUM, 60)
+            ),
+            "-",
+        ),
+        (
+            &format!(
+                "/video.mp4?Expires=1800000000&Signature={}&Key-Pair-Id=K2JCJMDEHXQW5F",
+                rand_from(ALNUM, 60)
+            ),
+            "-",
+        ),
+    ]);
+    let f = findings(&kw, "", &quiet);
+    assert!(f.is_empty(), "{f:?}");
+    // The same places with a real secret still fire.
+    let secret = rand_from(ALNUM, 32);
+    let loud = url_log(&[
+        (&format!("/v1/items?token={secret}"), "-"),
+        (&format!("/bucket/a.pdf?AWSAccessKeyId={akid}"), "-"),
+    ]);
+    let f = findings(&kw, "", &loud);
+    assert!(!rules_of(&f, "key_in_url").is_empty(), "{f:?}");
+    assert!(!rules_of(&f, "secret_in_url").is_empty(), "{f:?}");
+}
+
+/// Scans `log` in `format` with `config`; returns the finding objects.
+fn findings_in(kw: &Kw, config: &str, format: &str, log: &str) -> Vec<Value> {
+    let cfg = kw.write("clients.toml", config);
+    let path = kw.write("proxied.log", log);
+    let o = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--timezone",
+            "UTC",
+            "scan",
+            "-o",
+            "json",
+        ])
+        .args([
+            "-f",
+            format,
+            "--key-field",
+            "http_x_api_key",
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "finding")
+        .collect()
+}
+
+#[test]
+fn behind_trusted_proxies_the_client_is_the_right_most_untrusted_forwarded_address() {
+    let kw = Kw::new();
+    let format = r#"$remote_addr [$time_local] "$request" $status "$http_x_forwarded_for" $realip_remote_addr "$http_x_api_key""#;
+    // One guesser behind the load balancer 10.0.0.5, which appends what it
+    // saw; the guesser forges a left part, and realip logs the balancer.
+    let log: String = keys(12)
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            format!(
+                "10.0.0.5 [27/Nov/2026:10:00:{i:02} +0000] \"GET /v1/items HTTP/1.1\" 401 \"6.6.6.6, 203.0.113.50\" 10.0.0.5 \"{g}\"\n"
+            )
+        })
+        .collect();
+    let f = findings_in(
+        &kw,
+        "[clients]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+        format,
+        &log,
+    );
+    let b = rules_of(&f, "key_bruteforce");
+    assert_eq!(b.len(), 1, "{f:?}");
+    assert_eq!(b[0]["client"], "203.0.113.50");
+    // Without trusted proxies, the connection is the client.
+    let f = findings_in(&kw, "", format, &log);
+    assert_eq!(rules_of(&f, "key_bruteforce")[0]["client"], "10.0.0.5");
+    // A bad network is refused with the setting named.
+    let cfg = kw.write(
+        "bad.toml",
+        "[clients]\ntrusted_proxies = [\"10.0.0.0/40\"]\n",
+    );
+    let o = kw
+        .cmd()
+        .args(["--config", cfg.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("clients.trusted_proxies"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_public_key_gets_no_per_network_findings_and_a_dormant_key_comes_back_quietly() {
+    let kw = Kw::new();
+    // A mobile app's key: used from a new /24 every half hour for ten days.
+    let app = random_key("kws_", 28);
+    let lines: Vec<(i64, String)> = (0..10 * 48)
+        .map(|i| {
+            let t = i * 1800;
+            (
+                t,
+                at(t, &format!("100.{}.{}.9", 64 + i / 250, i % 250), 200, &app),
+            )
+        })
+        .collect();
+    let f = findings(&kw, "", &in_order(lines));
+    assert!(rules_of(&f, "key_new_network").is_empty(), "{f:?}");
+    // A key used for three days, idle for twenty, then back from its usual
+    // host at its usual rate: nothing to say.
+    // (30 requests per 5 minutes: enough to be a spike against zeros.)
+    let k = random_key("kws_", 28);
+    let steady = |from: i64, hours: i64| -> Vec<(i64, String)> {
+        (0..hours * 360)
+            .map(|i| (from + i * 10, at(from + i * 10, "192.0.2.10", 200, &k)))
+            .collect()
+    };
+    let mut lines = steady(0, 72);
+    lines.extend(steady(23 * 86_400, 24));
+    let f = findings(&kw, "", &in_order(lines));
+    assert!(rules_of(&f, "key_rate_spike").is_empty(), "{f:?}");
+    assert!(rules_of(&f, "key_fanout").is_empty(), "{f:?}");
+}

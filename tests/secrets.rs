@@ -965,6 +965,7 @@ mod property {
                 zone: keywatch::zone::Zone::parse("UTC").unwrap(),
                 max_line: 1 << 16,
                 rules: Default::default(),
+                proxies: Default::default(),
             };
             let mut a = Analyzer::new(&engine);
             let file: std::sync::Arc<str> = "log".into();

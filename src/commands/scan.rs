@@ -124,6 +124,9 @@ pub fn run(args: &ScanArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         zone: setup.zone.clone(),
         max_line,
         rules: setup.config.rules.clone(),
+        // Checked with the configuration (see `config::ranges`).
+        proxies: crate::clients::Proxies::parse(&setup.config.clients.trusted_proxies)
+            .unwrap_or_default(),
     };
     let threads = args
         .threads

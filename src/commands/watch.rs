@@ -99,6 +99,9 @@ fn prepare(args: &WatchArgs) -> Result<Prepared, Failure> {
         zone: setup.zone.clone(),
         max_line,
         rules: setup.config.rules.clone(),
+        // Checked with the configuration (see `config::ranges`).
+        proxies: crate::clients::Proxies::parse(&setup.config.clients.trusted_proxies)
+            .unwrap_or_default(),
     };
     Ok(Prepared {
         format: format.map(Arc::new),

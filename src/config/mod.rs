@@ -37,6 +37,9 @@ pub struct Config {
     pub format: FormatConfig,
     #[serde(default)]
     pub keys: KeysConfig,
+    /// Who the client is behind proxies.
+    #[serde(default)]
+    pub clients: crate::clients::ClientsConfig,
     #[serde(default)]
     pub rules: crate::detect::RulesConfig,
     /// Pacing and retries for every alert channel.

@@ -143,6 +143,9 @@ pub fn check(config: &Config, text: &str) -> Result<(), String> {
             );
         }
     }
+    if let Err(e) = crate::clients::Proxies::parse(&config.clients.trusted_proxies) {
+        c.bad("clients", "trusted_proxies", e);
+    }
     let r = &config.rules;
     c.int(
         "rules",

@@ -88,6 +88,11 @@ pub const DEFAULT_FIELDS: &[(Field, &[&str])] = &[
         Field::Authorization,
         &["http_authorization", "authorization"],
     ),
+    (
+        Field::ForwardedFor,
+        &["http_x_forwarded_for", "x_forwarded_for", "forwarded_for"],
+    ),
+    (Field::RealIp, &["http_x_real_ip", "x_real_ip"]),
 ];
 
 const CADDY_FIELDS: &[(Field, &[&str])] = &[
@@ -258,6 +263,8 @@ impl JsonFormat {
         rec.user_agent = text(found[slot_of(Field::UserAgent)]);
         rec.key = text(found[slot_of(Field::Key)]);
         rec.authorization = text(found[slot_of(Field::Authorization)]);
+        rec.forwarded_for = text(found[slot_of(Field::ForwardedFor)]);
+        rec.real_ip = text(found[slot_of(Field::RealIp)]);
         Ok(rec)
     }
 }
@@ -283,6 +290,8 @@ fn slot_of(f: Field) -> usize {
         Field::Key => 14,
         Field::Authorization => 15,
         Field::Other => 16,
+        Field::ForwardedFor => 17,
+        Field::RealIp => 18,
     }
 }
 

@@ -68,6 +68,8 @@ pub struct Record<'a> {
     /// The configured key field (`$http_x_api_key`, `$api_key_id`…).
     pub key: Option<Text<'a>>,
     pub authorization: Option<Text<'a>>,
+    pub forwarded_for: Option<Text<'a>>,
+    pub real_ip: Option<Text<'a>>,
 }
 
 impl<'a> Record<'a> {
@@ -160,6 +162,10 @@ pub enum Field {
     RequestTime,
     Key,
     Authorization,
+    /// `X-Forwarded-For` as the proxy sent it (see [`crate::clients`]).
+    ForwardedFor,
+    /// `X-Real-IP`.
+    RealIp,
     /// Logged but not used by keywatch.
     Other,
 }

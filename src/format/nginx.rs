@@ -113,7 +113,10 @@ fn classify(name: &str, key_vars: &[String], escape: Escape) -> (Field, Shape) {
         return (Field::Key, Shape::Text);
     }
     match name {
-        "remote_addr" | "realip_remote_addr" => (Field::Client, Shape::Token),
+        "remote_addr" => (Field::Client, Shape::Token),
+        // The realip module's original connection address: the proxy.
+        "realip_remote_addr" => (Field::Other, Shape::Token),
+        "http_x_real_ip" => (Field::RealIp, Shape::Text),
         "remote_user" => (Field::User, Shape::Text),
         "time_local" => (Field::TimeLocal, Shape::TimeLocal),
         "time_iso8601" => (Field::TimeIso8601, Shape::TimeIso),
@@ -138,7 +141,7 @@ fn classify(name: &str, key_vars: &[String], escape: Escape) -> (Field, Shape) {
         | "remote_port" => (Field::Other, Shape::Int),
         "pipe" | "scheme" | "host" | "server_name" | "remote_ident" => (Field::Other, Shape::Token),
         "request_count" => (Field::Other, Shape::Int),
-        "http_x_forwarded_for" | "proxy_add_x_forwarded_for" => (Field::Other, Shape::List),
+        "http_x_forwarded_for" | "proxy_add_x_forwarded_for" => (Field::ForwardedFor, Shape::List),
         n if n.starts_with("upstream_") => (Field::Other, Shape::List),
         _ if escape == Escape::Json => (Field::Other, Shape::Text),
         _ => (Field::Other, Shape::Text),
@@ -530,6 +533,8 @@ fn assign<'a>(
         Field::RequestTime => rec.request_time_ms = parse_seconds_as_millis(raw),
         Field::Key => rec.key = text,
         Field::Authorization => rec.authorization = text,
+        Field::ForwardedFor => rec.forwarded_for = text,
+        Field::RealIp => rec.real_ip = text,
         Field::Other => {}
     }
     true

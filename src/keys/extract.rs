@@ -452,6 +452,15 @@ impl Extractor {
                 s.value = outer;
             }
             let value = &s.value[..];
+            // Values that are what they are by design: OAuth's `state` and
+            // `code`, pagination tokens, and cursors (a value that decodes
+            // to JSON). Only our own keys count there.
+            let by_design = by_design(name) || decodes_to_json(value);
+            let own = (!s.presented.is_empty() && value == s.presented.as_slice())
+                || self.has_own_prefix(value);
+            if by_design && !own {
+                continue;
+            }
             let is_key = match class {
                 ParamClass::Key => !url::is_placeholder(value),
                 ParamClass::MaybeKey => url::looks_like_secret(value),
@@ -666,6 +675,37 @@ pub(crate) fn url_userinfo(url: &[u8]) -> Option<&[u8]> {
     (at > 0).then_some(&rest[..at])
 }
 
+/// Parameters whose values carry state by design, decided by the words of
+/// the name: OAuth's `state` and `code`, and pagination (`next_token`,
+/// `NextToken`, `page_token`, `continuation_token`, `cursor`…).
+fn by_design(raw_name: &[u8]) -> bool {
+    let mut buf = [0u8; 64];
+    let Some(n) = url::normalize_name(raw_name, &mut buf) else {
+        return false;
+    };
+    if matches!(n, b"state" | b"code" | b"oauth_state" | b"relay_state") {
+        return true;
+    }
+    n.split(|&b| b == b'_').any(|w| {
+        matches!(
+            w,
+            b"next" | b"page" | b"continuation" | b"pagination" | b"cursor" | b"marker" | b"resume"
+        )
+    })
+}
+
+/// Whether a value is JSON, or base64 of JSON (a pagination cursor).
+fn decodes_to_json(v: &[u8]) -> bool {
+    let json = |b: &[u8]| {
+        let t = b.trim_ascii();
+        matches!(
+            (t.first(), t.last()),
+            (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']'))
+        ) && serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok()
+    };
+    json(v) || (v.len() >= 8 && base64_decode(v).is_some_and(|d| json(&d)))
+}
+
 /// The credential-parameter rule's entropy floor (gitleaks' generic rule: 3.5 bits).
 fn shannon_ok(v: &[u8]) -> bool {
     url::shannon_entropy(v) > 3.5
@@ -692,6 +732,30 @@ fn base64_decode(b: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_by_design_are_told_by_structure() {
+        use base64::Engine as _;
+        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"after":"2026-11-27T10:00:00Z","id":8812734}"#);
+        assert!(decodes_to_json(cursor.as_bytes()));
+        assert!(decodes_to_json(br#"{"page":2}"#));
+        assert!(!decodes_to_json(b"Zm9vYmFyYmF6cXV4cXV1eA"));
+        assert!(!decodes_to_json(b"sk_live_4eC39HqLyjWDarjtT1zdp7dc"));
+        for n in [
+            "state",
+            "code",
+            "NextToken",
+            "next_page_token",
+            "pageToken",
+            "cursor",
+        ] {
+            assert!(by_design(n.as_bytes()), "{n}");
+        }
+        for n in ["token", "api_key", "access_token", "auth", "secret"] {
+            assert!(!by_design(n.as_bytes()), "{n}");
+        }
+    }
 
     #[test]
     fn authorization_schemes() {

@@ -183,17 +183,40 @@ pub fn secret_kind(t: &[u8]) -> Option<SecretKind> {
     None
 }
 
-/// Whether a query string is a signed or presigned URL (AWS SigV4, GCS V4,
-/// Azure SAS, CloudFront): the credentials in it are meant to be there.
+/// Whether a query string is a signed or presigned URL, decided by its
+/// structure: a signature parameter with an expiry or a signing identity
+/// beside it (AWS SigV2 and SigV4, GCS V2 and V4, Azure SAS, CloudFront).
+/// The credentials in it are meant to be there, until it expires.
 pub fn is_signed_url(query: &[u8]) -> bool {
     let names: Vec<Vec<u8>> = crate::url::query_pairs(query)
         .map(|(n, _)| n.to_ascii_lowercase())
         .collect();
-    let has = |n: &str| names.iter().any(|x| x == n.as_bytes());
-    (has("x-amz-signature") && has("x-amz-credential"))
-        || has("x-goog-signature")
-        || (has("sig") && has("se") && has("sv"))
-        || (has("signature") && has("key-pair-id"))
+    let last_word = |n: &[u8]| -> Vec<u8> {
+        n.rsplit(|&b| b == b'-' || b == b'_')
+            .next()
+            .unwrap_or(n)
+            .to_vec()
+    };
+    let any = |f: &dyn Fn(&[u8]) -> bool| names.iter().any(|n| f(n));
+    let signature = any(&|n| matches!(&last_word(n)[..], b"signature" | b"sig"));
+    let expiry = any(&|n| {
+        matches!(
+            &last_word(n)[..],
+            b"expires" | b"expiry" | b"se" | b"date" | b"policy"
+        )
+    });
+    let identity = any(&|n| {
+        matches!(
+            n,
+            b"awsaccesskeyid"
+                | b"googleaccessid"
+                | b"x-amz-credential"
+                | b"x-goog-credential"
+                | b"key-pair-id"
+                | b"sv"
+        )
+    });
+    signature && (expiry || identity)
 }
 
 #[cfg(test)]
@@ -259,6 +282,15 @@ mod tests {
 
     #[test]
     fn signed_urls() {
+        assert!(is_signed_url(b"AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Expires=1800000000&Signature=vjbyPxybdZaNmGa%2ByT272YEAiv4%3D"));
+        assert!(is_signed_url(
+            b"GoogleAccessId=svc%40p.iam.gserviceaccount.com&Expires=1800000000&Signature=abc"
+        ));
+        assert!(is_signed_url(
+            b"Expires=1800000000&Signature=abc&Key-Pair-Id=K2JCJMDEHXQW5F"
+        ));
+        assert!(!is_signed_url(b"api_key=abc&signature_method=x"));
+        assert!(!is_signed_url(b"signature=abc"));
         assert!(is_signed_url(b"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20250101&X-Amz-Signature=ab12"));
         assert!(is_signed_url(b"sv=2022-11-02&se=2025-01-01&sp=r&sig=abc"));
         assert!(!is_signed_url(b"api_key=x&limit=3"));

@@ -212,9 +212,11 @@ impl Config {
                     "request_time" => Field::RequestTime,
                     "key" => Field::Key,
                     "authorization" => Field::Authorization,
+                    "forwarded_for" => Field::ForwardedFor,
+                    "real_ip" => Field::RealIp,
                     other => {
                         return Err(format!(
-                            "format.json_fields.{other}: unknown field; use one of client, user, time, request, method, uri, path, query, status, bytes, referer, user_agent, request_time, key, authorization"
+                            "format.json_fields.{other}: unknown field; use one of client, user, time, request, method, uri, path, query, status, bytes, referer, user_agent, request_time, key, authorization, forwarded_for, real_ip"
                         ));
                     }
                 };

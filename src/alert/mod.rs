@@ -299,15 +299,21 @@ impl Alerter {
                 }
             }
         }
-        let firing = |rule: &str, pick: &dyn Fn(&Alert) -> Option<String>| {
+        // Inhibition, from the registry: an alert is hidden while the
+        // stronger rule fires about the same client (or key).
+        use crate::detect::RuleId;
+        let subjects = |rule: RuleId| {
             by_id
                 .values()
-                .filter(|c| c.alert.rule == rule && c.alert.state == State::Firing)
-                .filter_map(|c| pick(&c.alert))
+                .filter(|c| c.alert.rule == rule.as_str() && c.alert.state == State::Firing)
+                .flat_map(|c| [c.alert.client.clone(), c.alert.key_id.clone()])
+                .flatten()
                 .collect::<std::collections::HashSet<String>>()
         };
-        let bruteforcing = firing("key_bruteforce", &|a| a.client.clone());
-        let revoked = firing("revoked_key_in_use", &|a| a.key_id.clone());
+        let stronger: BTreeMap<&str, std::collections::HashSet<String>> = RuleId::ALL
+            .into_iter()
+            .filter_map(|r| Some((r.as_str(), subjects(r.inhibited_by()?))))
+            .collect();
         for c in by_id.values_mut() {
             let a = &c.alert;
             let silenced = silences.iter().any(|s| {
@@ -316,12 +322,12 @@ impl Alerter {
                     && ((s.key_id.is_some() && s.key_id == a.key_id)
                         || (s.client.is_some() && s.client == a.client))
             });
-            let inhibited = (a.rule == "auth_failure_burst"
-                && a.client
-                    .as_ref()
-                    .is_some_and(|cl| bruteforcing.contains(cl)))
-                || (a.rule == "rejected_key_repeated"
-                    && a.key_id.as_ref().is_some_and(|k| revoked.contains(k)));
+            let inhibited = stronger.get(a.rule.as_str()).is_some_and(|by| {
+                let by_client =
+                    a.key_id.is_none() && a.client.as_ref().is_some_and(|cl| by.contains(cl));
+                let by_key = a.key_id.as_ref().is_some_and(|k| by.contains(k));
+                by_client || by_key
+            });
             c.status = if silenced {
                 Status::Silenced
             } else if inhibited {

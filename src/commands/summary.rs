@@ -268,7 +268,7 @@ pub fn scheduled(
 /// A stored alert as a finding, for the summary of the days it spans.
 fn stored_finding(row: &crate::alert::AlertRow) -> Option<Finding> {
     let a = &row.alert;
-    let rule = *crate::detect::RULE_IDS.iter().find(|r| **r == a.rule)?;
+    let rule = crate::detect::RuleId::parse(&a.rule)?.as_str();
     let ms = |t: &str| {
         chrono::DateTime::parse_from_rfc3339(t)
             .ok()

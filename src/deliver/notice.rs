@@ -148,38 +148,10 @@ pub fn teams_card(body: Vec<Value>) -> Value {
 
 /// Why a rule's alert matters, in one sentence.
 pub fn why(rule: &str) -> &'static str {
-    match rule {
-        "key_in_url" => {
-            "a key in a URL is written to access logs, proxy logs, browser history and Referer headers of other sites; treat it as leaked."
-        }
-        "secret_in_url" => {
-            "a credential of another service sits in a URL and so in every log on its way."
-        }
-        "credential_param_in_url" => {
-            "a password or token sent as a query parameter is stored in logs in clear."
-        }
-        "revoked_key_in_use" => {
-            "a revoked key is still deployed somewhere, or someone is trying a leaked key."
-        }
-        "key_bruteforce" => {
-            "one client trying many different keys is guessing or replaying a leaked list."
-        }
-        "auth_failure_burst" => {
-            "a burst of rejected requests is a misconfigured client or an attack in progress."
-        }
-        "rejected_key_repeated" => {
-            "a key rejected again and again is a broken deployment or a stale leaked key."
-        }
-        "key_rate_spike" => {
-            "a key used far above its usual rate may be leaked, shared, or running away."
-        }
-        "key_new_network" => "a key suddenly used from a new network may have leaked.",
-        "key_fanout" => "a key used from many clients at once is shared or leaked.",
-        "key_shared" => {
-            "one key used by several services cannot be rotated or revoked without breaking them all."
-        }
-        "keywatch_test" => "it does not: this is a test of the channel.",
-        _ => "see the rule's documentation.",
+    match crate::detect::RuleId::parse(rule) {
+        Some(r) => r.info().why,
+        None if rule == "keywatch_test" => "it does not: this is a test of the channel.",
+        None => "see the rule's documentation.",
     }
 }
 

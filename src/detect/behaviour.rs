@@ -35,7 +35,7 @@ const MAX_ENDED: usize = 10_000;
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
 
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpikeConfig {
     pub enabled: bool,
@@ -61,7 +61,7 @@ impl Default for SpikeConfig {
     }
 }
 
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkConfig {
     pub enabled: bool,
@@ -120,7 +120,7 @@ pub(crate) fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FanoutConfig {
     pub enabled: bool,
@@ -140,7 +140,7 @@ impl Default for FanoutConfig {
     }
 }
 
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SharedConfig {
     pub enabled: bool,
@@ -563,7 +563,7 @@ impl KeyBehaviour {
             let ratio = f64::from(o.peak) / o.baseline.max(1.0);
             out.push(Finding {
                 resolved_ms: o.resolved_ms,
-                rule: "key_rate_spike",
+                rule: super::RuleId::KeyRateSpike.as_str(),
                 severity: if o.extreme { Severity::High } else { Severity::Medium },
                 key: Some((*id, o.label)),
                 client: Some(client_text(o.client)),
@@ -584,7 +584,7 @@ impl KeyBehaviour {
             let who = key_phrase(&o.label, names);
             out.push(Finding {
                 resolved_ms: o.resolved_ms,
-                rule: "key_fanout",
+                rule: super::RuleId::KeyFanout.as_str(),
                 severity: Severity::Medium,
                 key: Some((*id, o.label)),
                 client: Some(client_text(o.client)),
@@ -605,7 +605,7 @@ impl KeyBehaviour {
             let who = key_phrase(&o.label, names);
             out.push(Finding {
                 resolved_ms: o.resolved_ms,
-                rule: "key_shared",
+                rule: super::RuleId::KeyShared.as_str(),
                 severity: Severity::Low,
                 key: Some((*id, o.label)),
                 client: Some(client_text(o.client)),
@@ -626,7 +626,7 @@ impl KeyBehaviour {
             let who = key_phrase(&o.label, names);
             out.push(Finding {
                 resolved_ms: None,
-                rule: "key_new_network",
+                rule: super::RuleId::KeyNewNetwork.as_str(),
                 severity: Severity::Low,
                 key: Some((*id, o.label)),
                 client: Some(client_text(o.client)),

@@ -16,7 +16,7 @@ pub struct KeyInUrl {
 }
 
 impl Detector for KeyInUrl {
-    const RULE: &'static str = "key_in_url";
+    const RULE: &'static str = super::RuleId::KeyInUrl.as_str();
 
     fn observe(&mut self, req: &KeyedRequest<'_>) {
         for e in req.exposures {

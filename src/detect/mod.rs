@@ -5,6 +5,7 @@
 pub mod behaviour;
 pub mod key_in_url;
 pub mod ordered;
+pub mod registry;
 pub mod revoked;
 pub mod secrets;
 pub mod tally;
@@ -76,20 +77,7 @@ pub struct Finding {
     pub resolved_ms: Option<i64>,
 }
 
-/// Every rule id, as it appears in findings, the configuration and silences.
-pub const RULE_IDS: [&str; 11] = [
-    "key_in_url",
-    "secret_in_url",
-    "credential_param_in_url",
-    "revoked_key_in_use",
-    "key_bruteforce",
-    "auth_failure_burst",
-    "rejected_key_repeated",
-    "key_rate_spike",
-    "key_new_network",
-    "key_fanout",
-    "key_shared",
-];
+pub use registry::{RULE_IDS, RuleId};
 
 /// One detection rule.
 pub trait Detector: Send + Sized {
@@ -104,7 +92,7 @@ pub trait Detector: Send + Sized {
 }
 
 /// Which rules run, and their settings (`[rules]` in the configuration).
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RulesConfig {
     /// Rules that count clients count an IPv6 client by its network of
@@ -165,14 +153,14 @@ pub fn sort_findings(all: &mut [Finding]) {
 }
 
 /// A rule with nothing to set but whether it runs.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Switch {
     pub enabled: bool,
 }
 
 /// `[rules.revoked_key_in_use]`: the revoked keys.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RevokedConfig {
     pub enabled: bool,

@@ -90,7 +90,7 @@ pub fn group_text(tag: u128, prefix: u8) -> String {
 }
 
 /// `[rules.auth_failure_burst]`.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BucketConfig {
     pub enabled: bool,
@@ -112,7 +112,7 @@ impl Default for BucketConfig {
 }
 
 /// `[rules.key_bruteforce]`.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BruteConfig {
     pub enabled: bool,
@@ -152,7 +152,7 @@ impl Default for BruteConfig {
     }
 }
 
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RepeatedConfig {
     pub enabled: bool,
@@ -1024,7 +1024,7 @@ impl OrderedDetectors {
                     "faster than any client uses keys"
                 };
                 let mut f = base(
-                    "key_bruteforce",
+                    super::RuleId::KeyBruteforce.as_str(),
                     Severity::High,
                     format!(
                         "client {ip} presented {n} different keys that were rejected, {pace}: someone is guessing API keys"
@@ -1039,7 +1039,7 @@ impl OrderedDetectors {
             (Which::Burst, Subject::Client(c)) => {
                 let ip = group_text(c, p);
                 let mut f = base(
-                    "auth_failure_burst",
+                    super::RuleId::AuthFailureBurst.as_str(),
                     Severity::Medium,
                     format!(
                         "client {ip} had {} requests rejected (401/403) in a burst, with {} different keys",
@@ -1055,7 +1055,7 @@ impl OrderedDetectors {
             (Which::Site, Subject::Site) => {
                 let n = o.keys.count();
                 let mut f = base(
-                    "key_bruteforce",
+                    super::RuleId::KeyBruteforce.as_str(),
                     Severity::High,
                     format!(
                         "{n} different unknown keys were rejected from {} clients, up to {} in {} minutes against a usual {:.0}: someone is guessing API keys from many addresses",
@@ -1075,7 +1075,7 @@ impl OrderedDetectors {
                 let who = key_phrase(&label, names);
                 let ip = group_text(c, p);
                 let mut f = base(
-                    "key_bruteforce",
+                    super::RuleId::KeyBruteforce.as_str(),
                     Severity::Critical,
                     format!(
                         "client {ip} was guessing keys ({} rejected) and then key {who} was accepted for it: a guessed key works",
@@ -1093,7 +1093,7 @@ impl OrderedDetectors {
                 let label = o.label?;
                 let who = key_phrase(&label, names);
                 let mut f = base(
-                    "revoked_key_in_use",
+                    super::RuleId::RevokedKeyInUse.as_str(),
                     Severity::Medium,
                     format!(
                         "API key {who} worked until the first time shown and has since been rejected {} times with no success: it looks revoked, yet something still sends it",
@@ -1109,7 +1109,7 @@ impl OrderedDetectors {
                 let label = o.label?;
                 let who = key_phrase(&label, names);
                 let mut f = base(
-                    "rejected_key_repeated",
+                    super::RuleId::RejectedKeyRepeated.as_str(),
                     Severity::Medium,
                     format!(
                         "API key {who} was rejected {} times, most of its requests: a client still uses a revoked, expired or mistyped key",

@@ -16,7 +16,7 @@ pub struct RevokedKeyInUse {
 }
 
 impl Detector for RevokedKeyInUse {
-    const RULE: &'static str = "revoked_key_in_use";
+    const RULE: &'static str = super::RuleId::RevokedKeyInUse.as_str();
 
     fn observe(&mut self, req: &KeyedRequest<'_>) {
         let Some(key) = req.key.filter(|k| k.revoked) else {

@@ -22,9 +22,9 @@ pub type CredentialParamInUrl = UrlSecrets<true>;
 
 impl<const PARAMS: bool> Detector for UrlSecrets<PARAMS> {
     const RULE: &'static str = if PARAMS {
-        "credential_param_in_url"
+        super::RuleId::CredentialParamInUrl.as_str()
     } else {
-        "secret_in_url"
+        super::RuleId::SecretInUrl.as_str()
     };
 
     fn observe(&mut self, req: &KeyedRequest<'_>) {

@@ -416,9 +416,10 @@ impl Daily {
             v.dedup();
             v
         };
-        hygiene.in_urls = rule_keys("key_in_url");
-        hygiene.revoked_presented = rule_keys("revoked_key_in_use");
-        hygiene.shared = rule_keys("key_shared");
+        use crate::detect::RuleId;
+        hygiene.in_urls = rule_keys(RuleId::KeyInUrl.as_str());
+        hygiene.revoked_presented = rule_keys(RuleId::RevokedKeyInUse.as_str());
+        hygiene.shared = rule_keys(RuleId::KeyShared.as_str());
         let week = day.checked_sub_days(Days::new(6)).unwrap_or(day);
         let month = day.checked_sub_days(Days::new(30)).unwrap_or(day);
         let rotation = day

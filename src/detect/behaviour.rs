@@ -177,6 +177,8 @@ struct Shared {
     day: i64,
     uas: crate::hash::FastSet<u64>,
     nets: crate::hash::FastSet<u128>,
+    /// When (and from whom) the day first met both thresholds.
+    reached: Option<(i64, u128)>,
 }
 
 #[derive(Default)]
@@ -333,14 +335,27 @@ impl KeyBehaviour {
         if let Some(cfg) = &self.fanout {
             Self::observe_fanout(&mut st.fan, e, cfg, &mut self.fanouts, &mut self.ended);
         }
-        if let Some(cfg) = &self.shared {
-            Self::observe_shared(
-                &mut st.shared,
-                e,
-                cfg,
+        // A public key is used by every app version everywhere: that is no
+        // sharing between integrations (judged when the day ends).
+        if let Some(cfg) = &self.shared
+            && Self::observe_shared(&mut st.shared, e, cfg).is_some()
+            && let Some(sh) = &mut st.shared
+        {
+            let label = st.label.unwrap_or(KeyLabel {
+                masked: e.key.masked,
+                name: e.key.name,
+            });
+            let day = e.time_ms.div_euclid(DAY_MS);
+            roll_shared(
+                sh,
+                day,
+                e.key.id,
+                label,
+                st.public,
                 &mut self.shared_open,
                 &mut self.ended,
             );
+            Self::observe_shared(&mut st.shared, e, cfg);
         }
     }
 
@@ -349,6 +364,7 @@ impl KeyBehaviour {
     pub fn advance(&mut self, now_ms: i64) {
         let bucket = now_ms.div_euclid(BUCKET_MS);
         let hour = now_ms.div_euclid(HOUR_MS);
+        let day = now_ms.div_euclid(DAY_MS);
         for (id, st) in &mut self.keys {
             let (Some(label), client) = (st.label, st.client) else {
                 continue;
@@ -378,6 +394,19 @@ impl KeyBehaviour {
                     client,
                     cfg,
                     &mut self.fanouts,
+                    &mut self.ended,
+                );
+            }
+            if let (Some(_), Some(sh)) = (&self.shared, &mut st.shared)
+                && day > sh.day
+            {
+                roll_shared(
+                    sh,
+                    day,
+                    *id,
+                    label,
+                    st.public,
+                    &mut self.shared_open,
                     &mut self.ended,
                 );
             }
@@ -417,6 +446,18 @@ impl KeyBehaviour {
                     &mut self.ended,
                 );
             }
+            if let (Some(_), Some(sh)) = (&self.shared, &mut st.shared) {
+                let next = sh.day + 1;
+                roll_shared(
+                    sh,
+                    next,
+                    *id,
+                    label,
+                    st.public,
+                    &mut self.shared_open,
+                    &mut self.ended,
+                );
+            }
         }
     }
 
@@ -444,31 +485,20 @@ impl KeyBehaviour {
         }
     }
 
-    fn observe_shared(
-        shared: &mut Option<Shared>,
-        e: &Event,
-        cfg: &SharedConfig,
-        open: &mut FastMap<KeyId, Open>,
-        ended: &mut VecDeque<(Rule, KeyId, Open)>,
-    ) {
-        let day = e.time_ms.div_euclid(86_400_000);
+    /// Counts the day's user agents and networks; the day is judged when
+    /// it ends (see [`roll_shared`]), once it is known whether the key is
+    /// public. Returns the day that ended when `e` starts a new one.
+    fn observe_shared(shared: &mut Option<Shared>, e: &Event, cfg: &SharedConfig) -> Option<i64> {
+        let day = e.time_ms.div_euclid(DAY_MS);
         let s = shared.get_or_insert_with(|| Shared {
             day,
             ..Shared::default()
         });
-        if day != s.day {
-            // The day that ended was an ordinary one: the episode is over.
-            if let Some(o) = open.get(&e.key.id)
-                && o.last_ms < s.day * DAY_MS
-            {
-                let mut o = open.remove(&e.key.id).unwrap();
-                o.resolved_ms = Some(s.day * DAY_MS);
-                end(ended, Rule::Shared, e.key.id, o);
-            }
-            *s = Shared {
-                day,
-                ..Shared::default()
-            };
+        if day > s.day {
+            return Some(s.day);
+        }
+        if day < s.day {
+            return None; // a line out of order by a day: too late
         }
         // Enough to decide, and to say "64 or more".
         if e.ua != 0 && s.uas.len() < SHARED_SET {
@@ -477,28 +507,13 @@ impl KeyBehaviour {
         if s.nets.len() < SHARED_SET {
             s.nets.insert(network_of(e.client));
         }
-        let (uas, nets) = (s.uas.len() as u32, s.nets.len() as u32);
-        if uas >= cfg.min_user_agents && nets >= cfg.min_networks {
-            let o = open.entry(e.key.id).or_insert_with(|| Open {
-                label: KeyLabel {
-                    masked: e.key.masked,
-                    name: e.key.name,
-                },
-                first_ms: e.time_ms,
-                last_ms: e.time_ms,
-                count: 0,
-                peak: 0,
-                baseline: 0.0,
-                extreme: false,
-                network: 0,
-                client: e.client,
-                calm: 0,
-                resolved_ms: None,
-            });
-            o.peak = o.peak.max(uas);
-            o.count = o.count.max(u64::from(nets));
-            o.last_ms = o.last_ms.max(e.time_ms);
+        if s.reached.is_none()
+            && s.uas.len() as u32 >= cfg.min_user_agents
+            && s.nets.len() as u32 >= cfg.min_networks
+        {
+            s.reached = Some((e.time_ms, e.client));
         }
+        None
     }
 
     /// Returns whether the key turned out to be public (used from
@@ -807,7 +822,20 @@ fn roll_fan(
     let mut over = false;
     if f.history.len() >= 24 {
         let mut h: Vec<f64> = f.history.iter().map(|&c| f64::from(c)).collect();
-        let limit = f64::from(cfg.min_networks).max(cfg.factor * median(&mut h));
+        // The same hour on earlier days is the key's normal too (a daily
+        // batch from several sites).
+        let same_hour = (1..=7)
+            .filter_map(|d| {
+                f.history
+                    .len()
+                    .checked_sub(24 * d)
+                    .and_then(|i| f.history.get(i))
+            })
+            .max()
+            .map_or(0.0, |&c| f64::from(c));
+        let limit = f64::from(cfg.min_networks)
+            .max(cfg.factor * median(&mut h))
+            .max(1.5 * same_hour);
         if f64::from(count) > limit {
             over = true;
             let o = fanouts.entry(id).or_insert_with(|| Open {
@@ -839,4 +867,49 @@ fn roll_fan(
     push_idle(&mut f.history, to - f.hour, 24, 168);
     f.hour = to;
     f.nets.clear();
+}
+
+/// Judges the day of user agents and networks that ended and moves to day
+/// `to`: a day that met both thresholds opens or extends the sharing
+/// episode (unless the key is public by nature); an ordinary day ends it.
+fn roll_shared(
+    s: &mut Shared,
+    to: i64,
+    id: KeyId,
+    label: KeyLabel,
+    public: bool,
+    open: &mut FastMap<KeyId, Open>,
+    ended: &mut VecDeque<(Rule, KeyId, Open)>,
+) {
+    let (uas, nets) = (s.uas.len() as u32, s.nets.len() as u64);
+    match s.reached {
+        Some((at, client)) if !public => {
+            let o = open.entry(id).or_insert_with(|| Open {
+                label,
+                first_ms: at,
+                last_ms: at,
+                count: 0,
+                peak: 0,
+                baseline: 0.0,
+                extreme: false,
+                network: 0,
+                client,
+                calm: 0,
+                resolved_ms: None,
+            });
+            o.peak = o.peak.max(uas);
+            o.count = o.count.max(nets);
+            o.last_ms = (s.day + 1) * DAY_MS - 1;
+        }
+        _ => {
+            if let Some(mut o) = open.remove(&id) {
+                o.resolved_ms = Some(s.day * DAY_MS);
+                end(ended, Rule::Shared, id, o);
+            }
+        }
+    }
+    *s = Shared {
+        day: to,
+        ..Shared::default()
+    };
 }

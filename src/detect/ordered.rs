@@ -472,7 +472,11 @@ impl OrderedDetectors {
             && !self.known_valid.contains(&e.key.id)
             && !e.key.revoked
         {
-            self.observe_site(e, group, &cfg);
+            // A client already found guessing is its own finding: the
+            // site-wide count is of guessing no single client explains.
+            if !self.brute_open.contains_key(&group) {
+                self.observe_site(e, group, &cfg);
+            }
             self.observe_brute(e, group, &cfg);
         }
     }

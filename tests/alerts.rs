@@ -819,3 +819,50 @@ fn an_outage_across_two_restarts_loses_nothing_and_repeats_nothing() {
         }
     }
 }
+
+#[test]
+fn watch_ends_an_episode_as_the_clock_passes_without_another_line() {
+    let kw = Kw::new();
+    // Guessing whose bucket drains in 3 seconds (capacity 2, one leaks a second).
+    kw.write(
+        "config.toml",
+        "[rules.key_bruteforce]\ncapacity = 2\nleak_seconds = 1\n",
+    );
+    let now = chrono::Utc::now()
+        .format("%d/%b/%Y:%H:%M:%S +0000")
+        .to_string();
+    let log: String = (0..8)
+        .map(|_| {
+            format!(
+                "{}\n",
+                line(
+                    "198.51.100.44",
+                    &now,
+                    "/v1/items",
+                    401,
+                    "-",
+                    &random_key("kwg_", 28)
+                )
+            )
+        })
+        .collect();
+    let path = kw.write("access.log", &log);
+    let _d = Daemon::start(&kw, path.to_str().unwrap(), &["--from-beginning"]);
+    let brute = |doc: &Value| {
+        doc["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a.to_string().contains("key_bruteforce"))
+            .cloned()
+    };
+    wait_until("the brute force alert", Duration::from_secs(20), || {
+        try_alerts_json(&kw).is_some_and(|d| brute(&d).is_some())
+    });
+    // No line is written after it: the clock alone ends the episode.
+    wait_until("the episode to end", Duration::from_secs(30), || {
+        try_alerts_json(&kw)
+            .and_then(|d| brute(&d))
+            .is_some_and(|a| a["status"] == "resolved")
+    });
+}

@@ -845,7 +845,7 @@ fn every_windowed_rule_reports_one_finding_per_episode() {
 fn guessing_spread_over_many_clients_is_found_against_the_sites_own_baseline() {
     let kw = Kw::new();
     let owner = random_key("kws_", 28);
-    let mut lines = ordinary(24, &owner);
+    let mut lines = ordinary(26, &owner);
     // An ordinary day has a few mistyped keys, one every couple of hours
     // (at odd hours: none in the attack's ten minutes).
     for i in 0..12 {
@@ -865,7 +865,7 @@ fn guessing_spread_over_many_clients_is_found_against_the_sites_own_baseline() {
     // Then 80 addresses guess 160 keys in ten minutes, two keys each.
     let guesses = keys(160);
     for (i, g) in guesses.iter().enumerate() {
-        let t = 20 * 3600 + i as i64 * 3;
+        let t = 25 * 3600 + i as i64 * 3;
         let ip = format!("198.18.{}.{}", i % 80 / 250, i % 80 + 1);
         lines.push((t, at(t, &ip, 401, g)));
     }

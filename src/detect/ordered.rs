@@ -727,7 +727,12 @@ impl OrderedDetectors {
         }
         s.clients.insert(group);
         let n = s.keys.len() as u64;
-        if (n as f64) <= s.limit || s.clients.count() < u64::from(cfg.site_min_clients) {
+        // The site's own baseline first: a day of windows. (At the start of
+        // a log every working key's first request may be one of its rare
+        // rejections, before it is known to work.)
+        let learned = s.history.len() as i64 >= DAY / win;
+        if !learned || (n as f64) <= s.limit || s.clients.count() < u64::from(cfg.site_min_clients)
+        {
             if let Some(o) = &mut self.site_open
                 && o.last_ms >= w * win
             {

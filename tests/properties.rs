@@ -192,3 +192,155 @@ fn key_in_query_followed_by_ampersand_is_found() {
     assert_eq!(k.key.map(|k| k.id), Some(ex.key_id(key.as_bytes())));
     assert_eq!(k.exposures.len(), 1);
 }
+
+mod episodes {
+    use keywatch::detect::RulesConfig;
+    use keywatch::detect::ordered::{Event, OrderedDetectors};
+    use keywatch::keys::{KeyId, KeyRef, MaskedKey};
+    use proptest::prelude::*;
+
+    /// One request: seconds after the previous one, which client, which
+    /// key, and how it was answered.
+    fn step() -> impl Strategy<Value = (u32, u8, u8, u16)> {
+        (
+            prop_oneof![4 => 0u32..5, 2 => 5u32..120, 1 => 120u32..7200],
+            0u8..6,
+            0u8..24,
+            prop_oneof![3 => Just(200u16), 2 => Just(401u16), 1 => Just(403u16), 1 => Just(404u16)],
+        )
+    }
+
+    fn events(steps: &[(u32, u8, u8, u16)]) -> Vec<Event> {
+        let mut t = 1_795_132_800_000i64;
+        steps
+            .iter()
+            .map(|&(dt, c, k, status)| {
+                t += i64::from(dt) * 1000;
+                Event {
+                    time_ms: t,
+                    // Keys 0–3 work, the rest are guesses; client 5 is IPv6.
+                    client: if c == 5 {
+                        0x2001_0db8_u128 << 96 | u128::from(k)
+                    } else {
+                        0xC000_0200 + u128::from(c)
+                    },
+                    key: KeyRef {
+                        id: KeyId([k, 0, 0, 0, 0, 0, 0, 1]),
+                        masked: MaskedKey::from_stored("kw_…x"),
+                        name: None,
+                        revoked: false,
+                    },
+                    status: if k < 4 && status != 404 { 200 } else { status },
+                    ua: u64::from(c),
+                }
+            })
+            .collect()
+    }
+
+    fn run(evs: &[Event], advance_at: &[bool]) -> Vec<String> {
+        let mut cfg = RulesConfig::default();
+        cfg.key_bruteforce.slow_min_keys = 6;
+        cfg.key_bruteforce.site_min_keys = 5;
+        cfg.key_bruteforce.site_min_clients = 2;
+        let mut d = OrderedDetectors::new(&cfg).unwrap();
+        for (i, e) in evs.iter().enumerate() {
+            d.observe(e);
+            // The clock moves on between two requests, as `watch` sees it.
+            if advance_at.get(i).copied().unwrap_or(false)
+                && let Some(next) = evs.get(i + 1)
+            {
+                d.advance((e.time_ms + next.time_ms) / 2);
+            }
+        }
+        d.finish();
+        let mut out: Vec<String> = d
+            .findings(&[])
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {:?} {:?} {} {} {} {:?}",
+                    f.rule,
+                    f.key.map(|k| k.0),
+                    f.client,
+                    f.first_ms,
+                    f.last_ms,
+                    f.count,
+                    f.resolved_ms
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Whenever the clock is looked at between requests, the findings
+        /// are those of one pass over the log; and the episodes of one rule
+        /// about one subject never overlap, each ending after its last event.
+        #[test]
+        fn the_clock_never_changes_a_verdict_and_episodes_do_not_overlap(
+            steps in proptest::collection::vec(step(), 1..400),
+            ticks in proptest::collection::vec(any::<bool>(), 400),
+        ) {
+            let evs = events(&steps);
+            let once = run(&evs, &[]);
+            let ticked = run(&evs, &ticks);
+            prop_assert_eq!(&once, &ticked);
+            let mut cfg = RulesConfig::default();
+            cfg.key_bruteforce.slow_min_keys = 6;
+            let mut d = OrderedDetectors::new(&cfg).unwrap();
+            evs.iter().for_each(|e| d.observe(e));
+            d.finish();
+            let mut by_subject: std::collections::BTreeMap<String, Vec<(i64, i64, Option<i64>)>> = Default::default();
+            for f in d.findings(&[]) {
+                if let Some(r) = f.resolved_ms {
+                    prop_assert!(r >= f.last_ms, "{} ends before its last event", f.rule);
+                }
+                let subject = format!("{} {:?} {:?} {}", f.rule, f.key.map(|k| k.0), f.client, f.severity.as_str());
+                by_subject.entry(subject).or_default().push((f.first_ms, f.last_ms, f.resolved_ms));
+            }
+            for (subject, mut eps) in by_subject {
+                eps.sort();
+                for w in eps.windows(2) {
+                    let end = w[0].2;
+                    prop_assert!(end.is_some_and(|e| e <= w[1].0), "{subject}: {:?} overlaps {:?}", w[0], w[1]);
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    /// Whatever a forwarded-for header holds, the client is the connection
+    /// or one of the addresses the header names, and nothing panics.
+    #[test]
+    fn forwarded_for_gives_the_connection_or_a_named_hop(
+        hops in proptest::collection::vec(
+            prop_oneof![
+                (0u8..=255, 0u8..=255).prop_map(|(a, b)| format!("10.0.{a}.{b}")),
+                (0u8..=255, 1u8..=254).prop_map(|(a, b)| format!("198.51.{a}.{b}")),
+                Just("unknown".to_string()),
+                "[ -~]{0,12}",
+            ],
+            0..6,
+        ),
+        from_proxy in any::<bool>(),
+    ) {
+        use keywatch::usage::distinct::client_tag;
+        let p = keywatch::clients::Proxies::parse(&["10.0.0.0/8".into()]).unwrap();
+        let remote = client_tag(if from_proxy { b"10.9.9.9" } else { b"203.0.113.1" });
+        let header = hops.join(", ");
+        let got = p.client(remote, Some(header.as_bytes()), None);
+        if !from_proxy {
+            prop_assert_eq!(got, remote);
+        } else {
+            let named: Vec<u128> = hops
+                .iter()
+                .map(|h| client_tag(h.trim().split(':').next().unwrap_or("").as_bytes()))
+                .collect();
+            prop_assert!(got == remote || named.contains(&got) || hops.iter().any(|h| h.contains('[') || h.contains(':')));
+        }
+    }
+}

@@ -838,10 +838,25 @@ impl OrderedDetectors {
             *rejections >= 3 && (e.time_ms - *streak_start >= HOUR || *rejections >= after);
         if firing || self.inferred_open.contains_key(&e.key.id) {
             let (since, n) = (*ok_ms, *rejections);
+            // After an episode of the same key ended (no success since), the
+            // next one begins with its own rejections.
+            let after = self
+                .ended
+                .iter()
+                .filter(|d| d.which == Which::Inferred)
+                .filter(|d| matches!(d.subject, Subject::Key(k) if k == e.key.id))
+                .map(|d| d.resolved_ms)
+                .max()
+                .filter(|end| *end > since);
             let o = self.inferred_open.entry(e.key.id).or_insert_with(|| {
                 let mut o = Open::labelled(e);
-                o.first_ms = since;
-                o.count = u64::from(n) - 1;
+                match after {
+                    Some(_) => o.first_ms = e.time_ms,
+                    None => {
+                        o.first_ms = since;
+                        o.count = u64::from(n) - 1;
+                    }
+                }
                 o
             });
             o.add(e);

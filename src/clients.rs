@@ -72,18 +72,23 @@ impl Proxies {
                     continue;
                 }
                 let tag = client_tag(strip_port(hop));
+                if tag >> 127 == 1 {
+                    // Not an address: nothing left of it is believed.
+                    break;
+                }
                 if !self.trusts(tag) {
                     return tag;
                 }
                 last = Some(tag);
             }
-            // Every hop is a proxy: the left-most is as far as anyone knows.
+            // Every hop believed is a proxy: the left-most is as far as
+            // anyone knows.
             if let Some(t) = last {
                 return t;
             }
         }
-        match real_ip.map(<[u8]>::trim_ascii) {
-            Some(ip) if !ip.is_empty() && ip != b"-" => client_tag(strip_port(ip)),
+        match real_ip.map(|ip| client_tag(strip_port(ip.trim_ascii()))) {
+            Some(tag) if tag >> 127 == 0 => tag,
             _ => remote,
         }
     }
@@ -145,6 +150,12 @@ mod tests {
             tag("198.51.100.8")
         );
         assert_eq!(p.client(lb, Some(b"10.2.2.2"), None), tag("10.2.2.2"));
+        // Garbage is never a client: the hop right of it is.
+        assert_eq!(
+            p.client(lb, Some(b"203.0.113.1, evil, 10.3.3.3"), None),
+            tag("10.3.3.3")
+        );
+        assert_eq!(p.client(lb, Some(b"nonsense"), Some(b"also nonsense")), lb);
         // Not from a trusted proxy: the headers are the client's own words.
         let direct = tag("198.51.100.1");
         assert_eq!(p.client(direct, Some(b"10.0.0.1"), None), direct);

@@ -336,11 +336,18 @@ proptest! {
         if !from_proxy {
             prop_assert_eq!(got, remote);
         } else {
-            let named: Vec<u128> = hops
-                .iter()
-                .map(|h| client_tag(h.trim().split(':').next().unwrap_or("").as_bytes()))
+            // Every address the header names, in any of its hop forms.
+            let named: Vec<u128> = header
+                .split(',')
+                .flat_map(|h| {
+                    let h = h.trim();
+                    [h, h.split(':').next().unwrap_or(""), h.trim_start_matches('[').split(']').next().unwrap_or("")]
+                })
+                .map(|h| client_tag(h.as_bytes()))
+                .filter(|t| t >> 127 == 0)
                 .collect();
-            prop_assert!(got == remote || named.contains(&got) || hops.iter().any(|h| h.contains('[') || h.contains(':')));
+            prop_assert!(got == remote || named.contains(&got), "{header:?} gave {got:x}");
+            prop_assert!(got >> 127 == 0, "never a client that is no address");
         }
     }
 }

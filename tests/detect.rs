@@ -1199,3 +1199,42 @@ fn a_public_key_gets_no_per_network_findings_and_a_dormant_key_comes_back_quietl
     assert!(rules_of(&f, "key_rate_spike").is_empty(), "{f:?}");
     assert!(rules_of(&f, "key_fanout").is_empty(), "{f:?}");
 }
+
+#[test]
+fn every_attacking_client_of_a_flood_is_reported() {
+    let kw = Kw::new();
+    // 12,000 clients, each trying 7 new keys in a second, one after the
+    // other: 12,000 brute-force episodes, all ended by the end of the log.
+    let mut log = String::new();
+    let mut n = 0u64;
+    for c in 0..12_000u32 {
+        for _ in 0..7 {
+            let secs = (n / 20) as i64;
+            n += 1;
+            let ip = format!("10.{}.{}.{}", c / 65_536, c / 256 % 256, c % 256);
+            log.push_str(&at(secs, &ip, 401, &format!("kwg_{n:028}")));
+        }
+    }
+    let f = findings(&kw, "", &log);
+    let b = rules_of(&f, "key_bruteforce");
+    assert_eq!(b.len(), 12_000);
+    assert!(
+        b.iter().all(|v| v["count"] == 7),
+        "every key of every client"
+    );
+    // All ended but those whose quiet time (a minute) reaches past the end.
+    let end = 1_763_596_800 + ((n - 1) / 20) as i64;
+    let minute_before = chrono::DateTime::from_timestamp(end - 61, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    for v in &b {
+        if v["resolved_at"].is_null() {
+            assert!(
+                v["last_seen"].as_str().unwrap() >= minute_before.as_str(),
+                "{v}"
+            );
+        }
+    }
+    assert!(rules_of(&f, "auth_failure_burst").is_empty());
+}

@@ -31,7 +31,7 @@ const MAX_KEYS: usize = 20_000;
 /// The most `public_networks` may be: networks remembered per key.
 pub const MAX_NETWORKS: u32 = 4096;
 /// Ended episodes kept for reports (the oldest go first).
-const MAX_ENDED: usize = 10_000;
+const MAX_ENDED: usize = 100_000;
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
 

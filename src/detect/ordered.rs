@@ -181,8 +181,9 @@ impl Default for RepeatedConfig {
 
 /// Per-client and per-key state is capped; past the cap, idle entries go first.
 const MAX_TRACKED: usize = 100_000;
-/// Ended episodes kept for reports (the oldest go first).
-const MAX_ENDED: usize = 10_000;
+/// Ended episodes kept for reports (the oldest go first); each is kept
+/// compact (counts, not sets), about 200 bytes.
+const MAX_ENDED: usize = 100_000;
 /// Distinct keys one client remembers for the slow window.
 const SLOW_KEEP: usize = 64;
 /// The site-wide window's key set stops growing here (far past any limit).
@@ -225,6 +226,10 @@ struct Open {
     /// The site's usual number (site-wide guessing).
     baseline: f64,
     peak: u64,
+    /// The counts of `keys` and `clients` once the episode ended and its
+    /// sets were let go.
+    keys_n: u64,
+    clients_n: u64,
 }
 
 impl Open {
@@ -240,7 +245,26 @@ impl Open {
             slow: false,
             baseline: 0.0,
             peak: 0,
+            keys_n: 0,
+            clients_n: 0,
         }
+    }
+
+    fn nkeys(&self) -> u64 {
+        self.keys.count().max(self.keys_n)
+    }
+
+    fn nclients(&self) -> u64 {
+        self.clients.count().max(self.clients_n)
+    }
+
+    /// Counts instead of sets: what an ended episode keeps.
+    fn compact(mut self) -> Open {
+        self.keys_n = self.nkeys();
+        self.clients_n = self.nclients();
+        self.keys = Distinct::default();
+        self.clients = Distinct::default();
+        self
     }
 
     fn labelled(e: &Event) -> Open {
@@ -549,7 +573,8 @@ impl OrderedDetectors {
         }
     }
 
-    fn end(&mut self, d: Ended) {
+    fn end(&mut self, mut d: Ended) {
+        d.open = d.open.compact();
         self.ended.push_back(d);
         while self.ended.len() > MAX_ENDED {
             self.ended.pop_front();
@@ -1028,7 +1053,7 @@ impl OrderedDetectors {
                     severity,
                     key: None,
                     client: None,
-                    clients: o.clients.count(),
+                    clients: o.nclients(),
                     place: None,
                     first_ms: o.first_ms,
                     last_ms: o.last_ms,
@@ -1041,7 +1066,7 @@ impl OrderedDetectors {
         Some(match (which, subject) {
             (Which::Brute, Subject::Client(c)) => {
                 let ip = group_text(c, p);
-                let n = o.keys.count();
+                let n = o.nkeys();
                 let pace = if o.slow {
                     "over hours, a few at a time"
                 } else {
@@ -1068,7 +1093,7 @@ impl OrderedDetectors {
                     format!(
                         "client {ip} had {} requests rejected (401/403) in a burst, with {} different keys",
                         o.count,
-                        o.keys.count()
+                        o.nkeys()
                     ),
                     "find out whether it is a broken client (fix its key) or an attack (block it)",
                 );
@@ -1077,13 +1102,13 @@ impl OrderedDetectors {
                 f
             }
             (Which::Site, Subject::Site) => {
-                let n = o.keys.count();
+                let n = o.nkeys();
                 let mut f = base(
                     super::RuleId::KeyBruteforce.as_str(),
                     Severity::High,
                     format!(
                         "{n} different unknown keys were rejected from {} clients, up to {} in {} minutes against a usual {:.0}: someone is guessing API keys from many addresses",
-                        o.clients.count(),
+                        o.nclients(),
                         o.peak,
                         self.brute.as_ref().map_or(10, |b| b.site_window_minutes),
                         o.baseline
@@ -1103,7 +1128,7 @@ impl OrderedDetectors {
                     Severity::Critical,
                     format!(
                         "client {ip} was guessing keys ({} rejected) and then key {who} was accepted for it: a guessed key works",
-                        o.keys.count().saturating_sub(1)
+                        o.nkeys().saturating_sub(1)
                     ),
                     "revoke the accepted key now, block the client, and review what the key did",
                 );

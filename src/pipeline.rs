@@ -136,6 +136,11 @@ impl<'e> Analyzer<'e> {
         all
     }
 
+    /// The time of the latest line read.
+    pub fn latest_ms(&self) -> Option<i64> {
+        self.last_time_ms
+    }
+
     /// The end of the input: the rules judge the windows still open.
     pub fn finish(&mut self) {
         if let Some(o) = &mut self.ordered {
@@ -148,6 +153,28 @@ impl<'e> Analyzer<'e> {
     pub fn advance(&mut self, now_ms: i64) {
         if let Some(o) = &mut self.ordered {
             o.advance(now_ms);
+        }
+    }
+
+    /// What the rules learned, for the store; `None` when no ordered rule runs.
+    pub fn learned_bytes(&self) -> Option<Vec<u8>> {
+        self.ordered.as_ref().map(|o| o.save())
+    }
+
+    /// Takes up what the rules learned before a restart, saved with the key
+    /// names `saved_names`. Returns whether it could be read.
+    pub fn take_learned(&mut self, bytes: &[u8], saved_names: &[String]) -> bool {
+        let now = &self.engine.extractor.names;
+        let name = |i: Option<u32>| {
+            let n = saved_names.get(i? as usize)?;
+            now.iter().position(|m| m == n).map(|p| p as u32)
+        };
+        match crate::detect::ordered::OrderedDetectors::load(bytes, &self.engine.rules, &name) {
+            Some(o) => {
+                self.ordered = Some(o);
+                true
+            }
+            None => false,
         }
     }
 

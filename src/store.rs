@@ -37,7 +37,7 @@ pub const DB_FILE: &str = "keywatch.db";
 const OTHER_KEYS: &str = "~other";
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -84,7 +84,13 @@ pub struct Store {
     path: PathBuf,
     /// The device and inode of the database when it was opened.
     ident: Option<(u64, u64)>,
+    /// What the rules learned, to go with the next commit.
+    staged_learned: Option<LearnedRow>,
 }
+
+/// What the rules learned, as stored: the key names its labels index, and
+/// the bytes of [`crate::detect::ordered::OrderedDetectors::save`].
+pub type LearnedRow = (Vec<String>, Vec<u8>);
 
 const MIGRATIONS: &[&str] = &[
     // 1: files, usage, gaps.
@@ -181,6 +187,14 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE files ADD COLUMN prefix_hash BLOB;
      ALTER TABLE files ADD COLUMN format TEXT;
      ALTER TABLE files ADD COLUMN absent_since_ms INTEGER;",
+    // 6: what the rules learned (baselines, networks, open episodes),
+    // committed with the offsets it goes with.
+    "CREATE TABLE learned (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        names TEXT NOT NULL,
+        state BLOB NOT NULL,
+        saved_ms INTEGER NOT NULL
+    );",
 ];
 
 /// Device and inode of a file, if it is there.
@@ -225,7 +239,12 @@ impl Store {
                 source,
             })?;
         let ident = ident_of(&path);
-        let mut store = Store { conn, path, ident };
+        let mut store = Store {
+            conn,
+            path,
+            ident,
+            staged_learned: None,
+        };
         store.prepare()?;
         Ok(store)
     }
@@ -272,7 +291,12 @@ impl Store {
             // the same from a store the daemon has not migrated yet.
             Some(v) if v >= 1 => {
                 let ident = ident_of(&path);
-                Ok(Some(Store { conn, path, ident }))
+                Ok(Some(Store {
+                    conn,
+                    path,
+                    ident,
+                    staged_learned: None,
+                }))
             }
             // Not set up yet: nothing to read.
             _ => Ok(None),
@@ -547,7 +571,57 @@ impl Store {
             .map_err(sql)?;
         }
         alerts::save(&tx, alerting).map_err(sql)?;
-        tx.commit().map_err(sql)
+        if let Some((names, state)) = &self.staged_learned {
+            tx.execute(
+                "INSERT INTO learned (id, names, state, saved_ms) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET names = excluded.names, state = excluded.state, saved_ms = excluded.saved_ms",
+                params![
+                    serde_json::to_string(names).unwrap_or_default(),
+                    state,
+                    crate::source::checkpoint::now_ms()
+                ],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        self.staged_learned = None;
+        Ok(())
+    }
+
+    /// What the rules learned goes with the next commit, so it matches the
+    /// offsets committed with it. `names` are the key names its labels
+    /// index.
+    pub fn stage_learned(&mut self, names: &[String], state: Vec<u8>) {
+        self.staged_learned = Some((names.to_vec(), state));
+    }
+
+    /// What the rules learned, as last committed, with the key names its
+    /// labels index.
+    pub fn learned(&self) -> Result<Option<LearnedRow>, StoreError> {
+        if !self.has_table("learned") {
+            return Ok(None);
+        }
+        self.conn
+            .query_row("SELECT names, state FROM learned WHERE id = 1", [], |r| {
+                let names: String = r.get(0)?;
+                let state: Vec<u8> = r.get(1)?;
+                Ok((serde_json::from_str(&names).unwrap_or_default(), state))
+            })
+            .optional()
+            .map_err(self.sql())
+    }
+
+    fn has_table(&self, table: &str) -> bool {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                params![table],
+                |_| Ok(()),
+            )
+            .optional()
+            .ok()
+            .flatten()
+            .is_some()
     }
 
     /// The stored usage of one day, as a [`Usage`] with its key names.

@@ -202,9 +202,29 @@ fn follow(
         _ => Failure::Usage(e.to_string()),
     })?;
     let mut analyzer = Analyzer::new(engine);
-    if let Some(l) = learned {
-        analyzer.restore(l);
+    match learned {
+        Some(l) => analyzer.restore(l),
+        // A start: what the rules learned before the last stop, committed
+        // with the offsets it goes with.
+        None => match store.learned() {
+            Ok(Some((saved_names, bytes))) => {
+                if !analyzer.take_learned(&bytes, &saved_names) {
+                    eprintln!(
+                        "keywatch: what the rules learned before was saved by another version of keywatch; they learn again from here"
+                    );
+                }
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("keywatch: {e}; the rules learn again from here"),
+        },
     }
+    // What the rules learned is committed with the offsets it goes with:
+    // with every commit while it is small, else every LEARNED_INTERVAL and
+    // at a stop (then a crash loses at most that much of their learning;
+    // counts and offsets stay exact).
+    let mut last_learned = Instant::now();
+    let mut learn_retry = false;
+    let mut learned_len = 0;
     let mut alerting = super::alerts::Alerting::start(setup, &store)?;
     let summaries = alerting.alerter.channels().iter().any(|c| c.summary);
     let mut last_schedule_check: Option<Instant> = None;
@@ -280,11 +300,19 @@ fn follow(
                 }
             }
         }
-        if !more && step.bytes == 0 {
-            // Caught up: windows end as the clock passes them, so a leak is
-            // reported before the key's next request. (Lines are written
-            // when a request ends, stamped when it began: a little slack.)
-            analyzer.advance(chrono::Utc::now().timestamp_millis() - ADVANCE_SLACK_MS);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if !more
+            && step.bytes == 0
+            && analyzer
+                .latest_ms()
+                .is_some_and(|t| now_ms - t < LIVE_HORIZON_MS)
+        {
+            // Caught up with a live log: windows end as the clock passes
+            // them, so a leak is reported before the key's next request.
+            // (Lines are written when a request ends, stamped when it
+            // began: a little slack. A log whose last line is old is not
+            // live: its time is its own.)
+            analyzer.advance(now_ms - ADVANCE_SLACK_MS);
         }
         let leaving = stopping || next.is_some();
         // Alerts are paced by the wall clock, so they are looked at even
@@ -327,9 +355,28 @@ fn follow(
                     .flat_map(|s| s.gaps.clone())
                     .collect();
                 let delta = std::mem::take(&mut analyzer.usage);
+                // (Staged anew at every attempt, so it always matches the
+                // offsets of the commit that carries it.)
+                // Small (most sites): with every commit, so even a kill
+                // loses none of it. Large: every LEARNED_INTERVAL.
+                let learn = leaving
+                    || learn_retry
+                    || learned_len <= LEARNED_EVERY_COMMIT
+                    || last_learned.elapsed() >= LEARNED_INTERVAL;
+                if learn && let Some(bytes) = analyzer.learned_bytes() {
+                    learned_len = bytes.len();
+                    store.stage_learned(&names, bytes);
+                }
                 match store.commit(&checkpoints, &delta, &names, &gaps, &alerting.pending) {
-                    Ok(()) => Ok(()),
+                    Ok(()) => {
+                        if learn {
+                            last_learned = Instant::now();
+                            learn_retry = false;
+                        }
+                        Ok(())
+                    }
                     Err(e) => {
+                        learn_retry |= learn;
                         // Keep the counts and notices: they are committed
                         // with the next attempt.
                         analyzer.usage = delta;
@@ -609,6 +656,16 @@ fn render_metrics(
     );
     b.finish()
 }
+
+/// How often what the rules learned is committed (and at every stop) once
+/// it is larger than [`LEARNED_EVERY_COMMIT`] bytes; smaller, it goes with
+/// every commit.
+const LEARNED_INTERVAL: Duration = Duration::from_secs(300);
+const LEARNED_EVERY_COMMIT: usize = 256 << 10;
+
+/// A log whose last line is older than this is not followed live: the
+/// wall clock does not move the rules' clock.
+const LIVE_HORIZON_MS: i64 = 3_600_000;
 
 /// How far behind the wall clock the rules' clock runs while caught up.
 const ADVANCE_SLACK_MS: i64 = 5_000;

@@ -165,14 +165,14 @@ const SMALL_SET: usize = 1024;
 /// The per-day sets of `key_shared` stop growing here: far past its thresholds.
 const SHARED_SET: usize = 64;
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Fan {
     hour: i64,
     nets: crate::hash::FastSet<u128>,
     history: VecDeque<u32>,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Shared {
     day: i64,
     uas: crate::hash::FastSet<u64>,
@@ -181,7 +181,7 @@ struct Shared {
     reached: Option<(i64, u128)>,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct KeyState {
     label: Option<KeyLabel>,
     client: u128,
@@ -194,7 +194,7 @@ struct KeyState {
     net: Option<(i64, FastMap<u128, i64>)>,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Rate {
     /// The bucket being filled and its count.
     bucket: i64,
@@ -207,7 +207,7 @@ struct Rate {
     run_count: u64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Open {
     label: KeyLabel,
     first_ms: i64,
@@ -223,7 +223,7 @@ struct Open {
     resolved_ms: Option<i64>,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct KeyBehaviour {
     spike: Option<SpikeConfig>,
     network: Option<NetworkConfig>,
@@ -241,7 +241,7 @@ pub struct KeyBehaviour {
     pub untracked: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Rule {
     Spike,
     Fanout,
@@ -272,6 +272,21 @@ impl KeyBehaviour {
         };
         (b.spike.is_some() || b.network.is_some() || b.fanout.is_some() || b.shared.is_some())
             .then_some(b)
+    }
+
+    /// Maps every saved key-name index to today's.
+    pub fn relabel(&mut self, name: &dyn Fn(Option<u32>) -> Option<u32>) {
+        for st in self.keys.values_mut() {
+            if let Some(l) = &mut st.label {
+                l.name = name(l.name);
+            }
+        }
+        let fix = |o: &mut Open| o.label.name = name(o.label.name);
+        self.spikes.values_mut().for_each(fix);
+        self.fanouts.values_mut().for_each(fix);
+        self.shared_open.values_mut().for_each(fix);
+        self.new_networks.values_mut().for_each(fix);
+        self.ended.iter_mut().for_each(|(_, _, o)| fix(o));
     }
 
     /// New settings, what was learned kept (see

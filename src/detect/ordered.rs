@@ -192,10 +192,12 @@ const SITE_SET: usize = 1 << 16;
 const SITE_HISTORY: usize = 1008;
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 86_400_000;
+/// The layout of [`OrderedDetectors::save`]; another is not read back.
+const LEARNED_VERSION: u32 = 1;
 /// How often (log time) ended episodes are looked for.
 const SWEEP_MS: i64 = 60_000;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Bucket {
     level: f64,
     last_ms: i64,
@@ -212,7 +214,7 @@ impl Bucket {
 }
 
 /// One episode as it grows.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Open {
     count: u64,
     first_ms: i64,
@@ -285,7 +287,7 @@ impl Open {
 }
 
 /// Which rule (and flavour) an episode belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Which {
     Brute,
     Burst,
@@ -296,7 +298,7 @@ enum Which {
 }
 
 /// What an episode is about.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 enum Subject {
     Client(u128),
     Key(KeyId),
@@ -313,6 +315,7 @@ fn same_subject(a: &Subject, b: &Subject) -> bool {
 }
 
 /// An episode that ended.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Ended {
     which: Which,
     subject: Subject,
@@ -322,14 +325,14 @@ struct Ended {
 
 /// Per client: its bucket and the distinct unknown keys it presented
 /// within the slow window (at most [`SLOW_KEEP`], the newest).
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct ClientKeys {
     bucket: Option<Bucket>,
     recent: VecDeque<(i64, KeyId)>,
 }
 
 /// Site-wide: the distinct unknown keys rejected in the current window.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Site {
     window: i64,
     keys: FastSet<KeyId>,
@@ -340,7 +343,7 @@ struct Site {
     history: VecDeque<u32>,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderedDetectors {
     brute: Option<BruteConfig>,
     burst: Option<BucketConfig>,
@@ -428,6 +431,41 @@ impl OrderedDetectors {
             || self.repeated.is_some()
             || self.behaviour.is_some())
         .then_some(self)
+    }
+
+    /// What the rules learned, for the store (see [`OrderedDetectors::load`]).
+    pub fn save(&self) -> Vec<u8> {
+        postcard::to_stdvec(&(LEARNED_VERSION, self)).unwrap_or_default()
+    }
+
+    /// Takes up what [`OrderedDetectors::save`] wrote, with these settings;
+    /// `name` maps a saved key-name index to today's (names may have
+    /// changed). `None` when the bytes are not that (another version).
+    pub fn load(
+        bytes: &[u8],
+        rules: &super::RulesConfig,
+        name: &dyn Fn(Option<u32>) -> Option<u32>,
+    ) -> Option<Self> {
+        let (version, mut d): (u32, OrderedDetectors) = postcard::from_bytes(bytes).ok()?;
+        if version != LEARNED_VERSION {
+            return None;
+        }
+        let relabel = |o: &mut Open| {
+            if let Some(l) = &mut o.label {
+                l.name = name(l.name);
+            }
+        };
+        d.brute_open.values_mut().for_each(relabel);
+        d.burst_open.values_mut().for_each(relabel);
+        d.repeated_open.values_mut().for_each(relabel);
+        d.inferred_open.values_mut().for_each(relabel);
+        d.got_in.values_mut().for_each(relabel);
+        d.site_open.iter_mut().for_each(relabel);
+        d.ended.iter_mut().for_each(|e| relabel(&mut e.open));
+        if let Some(b) = &mut d.behaviour {
+            b.relabel(name);
+        }
+        d.reconfigure(rules)
     }
 
     /// How long an episode of `which` lasts without anything keeping it going.

@@ -6,7 +6,7 @@ use std::fmt;
 
 /// A key's stable identifier: the first 8 bytes (16 hex characters) of
 /// HMAC-SHA256(secret, key).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct KeyId(pub [u8; 8]);
 
 impl std::hash::Hash for KeyId {
@@ -175,6 +175,20 @@ pub fn mask(raw: &[u8], extra_prefixes: &[String]) -> MaskedKey {
     };
     push_tail(&rest[rest.len() - show..]);
     m
+}
+
+/// Stored as the text people see.
+impl serde::Serialize for MaskedKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MaskedKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(MaskedKey::from_stored(&s))
+    }
 }
 
 #[cfg(test)]

@@ -183,6 +183,20 @@ fn estimate(regs: &[u8; REGISTERS]) -> u64 {
     e.round() as u64
 }
 
+/// Stored in [`Distinct::to_bytes`]'s form.
+impl serde::Serialize for Distinct {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.to_bytes())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Distinct {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let b = <Vec<u8>>::deserialize(d)?;
+        Distinct::from_bytes(&b).ok_or_else(|| serde::de::Error::custom("not a distinct-count set"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -240,7 +240,7 @@ fn key_tag(id: &KeyId) -> u128 {
 }
 
 /// How a key is shown: its mask and configured name.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct KeyLabel {
     pub masked: MaskedKey,
     pub name: Option<u32>,

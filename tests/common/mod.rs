@@ -206,6 +206,14 @@ impl<'k> Daemon<'k> {
         );
     }
 
+    /// SIGHUP: read the configuration again, reopen files.
+    pub fn hup(&self) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status();
+    }
+
     pub fn kill9(mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();

@@ -1,0 +1,165 @@
+//! What the rules learn survives a reload, a restart and a kill: one log
+//! fed to `watch` in pieces, with a SIGHUP, a stop and start, and a SIGKILL
+//! between them, yields the findings of one `scan` of it.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::{Daemon, Kw, TEST_FORMAT, TEST_SECRET, line, random_key, stderr, stdout, wait_until};
+use serde_json::Value;
+
+/// A log line at `secs` seconds after 2025-11-20T00:00:00Z.
+fn at(secs: i64, ip: &str, status: u16, key: &str) -> String {
+    let t = chrono::DateTime::from_timestamp(1_763_596_800 + secs, 0).unwrap();
+    format!(
+        "{}\n",
+        line(
+            ip,
+            &t.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+            "/v1/items",
+            status,
+            "-",
+            key
+        )
+    )
+}
+
+fn ms(t: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap())
+        .unwrap()
+        .timestamp_millis()
+}
+
+fn committed(kw: &Kw) -> u64 {
+    let o = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args(["status", "-o", "json"])
+        .output()
+        .unwrap();
+    serde_json::from_str::<Value>(stdout(&o).trim()).map_or(0, |v| {
+        v["files"].as_array().map_or(0, |f| {
+            f.iter().map(|x| x["lines"].as_u64().unwrap_or(0)).sum()
+        })
+    })
+}
+
+fn alerts(kw: &Kw) -> Vec<Value> {
+    let o = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args(["alerts", "-o", "json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice::<Value>(&o.stdout)
+        .ok()
+        .and_then(|v| v["alerts"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_reload_a_restart_and_a_kill_keep_what_the_rules_learned() {
+    let kw = Kw::new();
+    let k = random_key("kws_", 28);
+    // A day and two hours of a key's ordinary use (10 requests per five
+    // minutes), then a spike: two buckets of 60, then two normal ones.
+    let mut first = String::new();
+    for i in 0..26 * 12 * 10 {
+        first.push_str(&at(i * 30, "192.0.2.10", 200, &k));
+    }
+    let mut second = String::new();
+    let start = 26 * 3600;
+    for b in 0..4i64 {
+        let n = if b < 2 { 60 } else { 10 };
+        for i in 0..n {
+            second.push_str(&at(start + b * 300 + i * 300 / n, "192.0.2.10", 200, &k));
+        }
+    }
+    let whole = kw.write("whole.log", format!("{first}{second}"));
+    let o = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args([
+            "--timezone",
+            "UTC",
+            "scan",
+            "-o",
+            "json",
+            "-f",
+            TEST_FORMAT,
+            whole.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let scanned: Vec<Value> = stdout(&o)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["rule"] == "key_rate_spike")
+        .collect();
+    assert_eq!(scanned.len(), 1, "the scan finds the spike");
+
+    let log = kw.path("access.log");
+    std::fs::write(&log, &first).unwrap();
+    let n1 = first.lines().count() as u64;
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
+    wait_until("the first part committed", Duration::from_secs(30), || {
+        committed(&kw) == n1
+    });
+    d.hup();
+    wait_until("the reload", Duration::from_secs(10), || {
+        std::fs::read_to_string(kw.path("daemon.err"))
+            .is_ok_and(|e| e.contains("configuration read again"))
+    });
+    d.stop();
+    // Started again: the key's day of history must still be known. The
+    // spike's first bucket, then a kill, then the rest.
+    let append = |text: &str| {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    };
+    let lines: Vec<&str> = second.split_inclusive('\n').collect();
+    let (a, b) = lines.split_at(60);
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &[]);
+    // In two pieces, so the second is read after the daemon's first commit.
+    append(&a[..30].concat());
+    wait_until(
+        "half the first bucket committed",
+        Duration::from_secs(30),
+        || committed(&kw) == n1 + 30,
+    );
+    append(&a[30..].concat());
+    wait_until(
+        "the first bucket committed",
+        Duration::from_secs(30),
+        || committed(&kw) == n1 + 60,
+    );
+    d.kill9();
+    let d = Daemon::start(&kw, log.to_str().unwrap(), &[]);
+    append(&b.concat());
+    let n = n1 + second.lines().count() as u64;
+    wait_until("everything committed", Duration::from_secs(30), || {
+        committed(&kw) == n
+    });
+    wait_until("the spike alert", Duration::from_secs(20), || {
+        alerts(&kw).iter().any(|a| a["rule"] == "key_rate_spike")
+    });
+    d.stop();
+    let spike = alerts(&kw)
+        .into_iter()
+        .find(|a| a["rule"] == "key_rate_spike")
+        .unwrap();
+    assert_eq!(
+        ms(&spike["first_seen"]),
+        ms(&scanned[0]["first_seen"]),
+        "{spike}"
+    );
+    assert_eq!(spike["count"], scanned[0]["count"], "{spike}");
+    assert_eq!(spike["key_id"], scanned[0]["key_id"]);
+}

@@ -17,8 +17,9 @@
 //!   reminded after `repeat_interval`. An alert whose rule records events
 //!   (a key seen in a URL) is "still firing" only while new events come.
 //!
-//! Only `key_rate_spike` resolves; its resolution is sent once, to the
-//! channels that were told it fired.
+//! An alert resolves when its finding's episode ends; the resolution is
+//! sent once, to the channels that were told it fired, and a later episode
+//! of the same alert (same id) fires again with its own start.
 
 pub mod channels;
 

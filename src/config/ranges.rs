@@ -190,8 +190,22 @@ pub fn check(config: &Config, text: &str) -> Result<(), String> {
         "rules.revoked_key_in_use",
         "infer_after_rejections",
         r.revoked_key_in_use.infer_after_rejections.into(),
-        3,
+        1,
         1_000_000,
+    );
+    c.int(
+        "rules.revoked_key_in_use",
+        "infer_min_rejections",
+        r.revoked_key_in_use.infer_min_rejections.into(),
+        1,
+        1_000_000,
+    );
+    c.int(
+        "rules.revoked_key_in_use",
+        "infer_min_hours",
+        r.revoked_key_in_use.infer_min_hours.into(),
+        0,
+        7 * 24,
     );
     let t = "rules.rejected_key_repeated";
     let rr = &r.rejected_key_repeated;

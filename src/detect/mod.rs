@@ -171,8 +171,12 @@ pub struct RevokedConfig {
     /// A file with one key id per line (`#` comments allowed).
     pub ids_file: Option<std::path::PathBuf>,
     /// A key that worked and is then rejected this many times in a row
-    /// (or 3 times spanning an hour) looks revoked.
+    /// looks revoked…
     pub infer_after_rejections: u32,
+    /// …or at least `infer_min_rejections` times in a row spanning
+    /// `infer_min_hours` hours.
+    pub infer_min_rejections: u32,
+    pub infer_min_hours: u32,
 }
 
 impl Default for RevokedConfig {
@@ -183,6 +187,8 @@ impl Default for RevokedConfig {
             prefixes: Vec::new(),
             ids_file: None,
             infer_after_rejections: 10,
+            infer_min_rejections: 3,
+            infer_min_hours: 1,
         }
     }
 }

@@ -366,7 +366,9 @@ pub struct OrderedDetectors {
     behaviour: Option<super::behaviour::KeyBehaviour>,
     /// For the inferred revocation: per key that once worked, its last
     /// success and the rejections since.
-    inferred: Option<u32>,
+    /// For the inferred revocation: (rejections in a row that fire at any
+    /// pace, fewest that fire, and the span in ms that makes them enough).
+    inferred: Option<(u32, u32, i64)>,
     last_success: FastMap<KeyId, (i64, u32, i64)>,
     inferred_open: FastMap<KeyId, Open>,
     ended: VecDeque<Ended>,
@@ -417,7 +419,11 @@ impl OrderedDetectors {
             self.rejected_day.clear();
         }
         let r = &rules.revoked_key_in_use;
-        self.inferred = r.enabled.then_some(r.infer_after_rejections);
+        self.inferred = r.enabled.then_some((
+            r.infer_after_rejections,
+            r.infer_min_rejections,
+            i64::from(r.infer_min_hours) * HOUR,
+        ));
         if self.inferred.is_none() {
             self.last_success.clear();
             self.inferred_open.clear();
@@ -516,10 +522,10 @@ impl OrderedDetectors {
                 self.known_valid.insert(e.key.id);
             }
         }
-        if let Some(after) = self.inferred
+        if let Some(inferred) = self.inferred
             && !e.key.revoked
         {
-            self.observe_inferred(e, after);
+            self.observe_inferred(e, inferred);
         }
         if let Some(cfg) = self.repeated.clone() {
             self.observe_repeated(e, &cfg);
@@ -855,7 +861,7 @@ impl OrderedDetectors {
 
     /// A key that worked within the last 7 days and has since only been
     /// rejected: `after` rejections in a row, or 3 spanning an hour.
-    fn observe_inferred(&mut self, e: &Event, after: u32) {
+    fn observe_inferred(&mut self, e: &Event, (after, min, span): (u32, u32, i64)) {
         const WEEK: i64 = 7 * DAY;
         if matches!(e.status, 200..=299) {
             // Working again: the episode is over.
@@ -898,7 +904,7 @@ impl OrderedDetectors {
         }
         *rejections += 1;
         let firing =
-            *rejections >= 3 && (e.time_ms - *streak_start >= HOUR || *rejections >= after);
+            *rejections >= min && (e.time_ms - *streak_start >= span || *rejections >= after);
         if firing || self.inferred_open.contains_key(&e.key.id) {
             let (since, n) = (*ok_ms, *rejections);
             // After an episode of the same key ended (no success since), the

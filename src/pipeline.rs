@@ -164,6 +164,9 @@ impl<'e> Analyzer<'e> {
     /// Takes up what the rules learned before a restart, saved with the key
     /// names `saved_names`. Returns whether it could be read.
     pub fn take_learned(&mut self, bytes: &[u8], saved_names: &[String]) -> bool {
+        if self.ordered.is_none() {
+            return true; // no rule that learns is on
+        }
         let now = &self.engine.extractor.names;
         let name = |i: Option<u32>| {
             let n = saved_names.get(i? as usize)?;

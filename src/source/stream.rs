@@ -816,7 +816,10 @@ impl Stream {
         }
         self.classify_arrived()?;
         self.look_at_path(ctx)?;
-        if full && self.active.is_some() {
+        // Also while the path is missing (rotated away, not yet recreated):
+        // a file that was rotated on before any event about it was handled
+        // is found under its rotated name.
+        if full {
             self.scan_siblings()?;
         }
         let mut out = Polled::default();

@@ -298,7 +298,7 @@ enum Which {
 }
 
 /// What an episode is about.
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 enum Subject {
     Client(u128),
     Key(KeyId),
@@ -306,11 +306,46 @@ enum Subject {
     ClientKey(u128, KeyId),
 }
 
-fn same_subject(a: &Subject, b: &Subject) -> bool {
-    match (a, b) {
-        (Subject::Client(x), Subject::Client(y)) => x == y,
-        (Subject::Key(x), Subject::Key(y)) => x == y,
-        _ => false,
+/// How long an episode lasts without anything keeping it going, per rule
+/// (fast and slow flavours), from the settings.
+#[derive(Clone, Copy, Debug, Default)]
+struct Quiet {
+    brute: (i64, i64),
+    burst: i64,
+    repeated: (i64, i64),
+    site: i64,
+}
+
+impl Quiet {
+    fn new(
+        brute: &Option<BruteConfig>,
+        burst: &Option<BucketConfig>,
+        repeated: &Option<RepeatedConfig>,
+    ) -> Quiet {
+        let (b, u, r) = (
+            brute.clone().unwrap_or_default(),
+            burst.clone().unwrap_or_default(),
+            repeated.clone().unwrap_or_default(),
+        );
+        let span = i64::from(b.leak_seconds.max(1)) * 1000 * i64::from(b.capacity + 1);
+        let window = i64::from(r.window_minutes.max(1)) * 60_000;
+        Quiet {
+            brute: (span, span.max(i64::from(b.slow_window_hours) * HOUR)),
+            burst: i64::from(u.leak_seconds.max(1)) * 1000 * i64::from(u.capacity.max(1)),
+            repeated: (window, window.max(DAY)),
+            site: 2 * i64::from(b.site_window_minutes.max(1)) * 60_000,
+        }
+    }
+
+    fn of(&self, which: Which, o: &Open) -> i64 {
+        let pick = |(fast, slow): (i64, i64)| if o.slow { slow } else { fast };
+        match which {
+            Which::Brute => pick(self.brute),
+            Which::Burst => self.burst,
+            Which::Repeated => pick(self.repeated),
+            Which::Site => self.site,
+            Which::Inferred | Which::GotIn => DAY,
+        }
     }
 }
 
@@ -349,6 +384,9 @@ pub struct OrderedDetectors {
     burst: Option<BucketConfig>,
     repeated: Option<RepeatedConfig>,
     ipv6_prefix: u8,
+    /// From the settings (see [`OrderedDetectors::reconfigure`]).
+    #[serde(skip)]
+    quiet: Quiet,
     /// Keys that succeeded at least once: their rejections are no guessing.
     known_valid: FastSet<KeyId>,
     brute_state: FastMap<u128, ClientKeys>,
@@ -402,6 +440,7 @@ impl OrderedDetectors {
         self.burst = burst.enabled.then(|| burst.clone());
         self.repeated = repeated.enabled.then(|| repeated.clone());
         self.ipv6_prefix = rules.ipv6_client_prefix;
+        self.quiet = Quiet::new(&self.brute, &self.burst, &self.repeated);
         if self.brute.is_none() {
             self.brute_state.clear();
             self.brute_open.clear();
@@ -474,35 +513,6 @@ impl OrderedDetectors {
         d.reconfigure(rules)
     }
 
-    /// How long an episode of `which` lasts without anything keeping it going.
-    fn quiet_ms(&self, which: Which, o: &Open) -> i64 {
-        self.quiet(which, o.slow)
-    }
-
-    fn quiet(&self, which: Which, slow: bool) -> i64 {
-        let slow = |hours: i64| if slow { hours * HOUR } else { 0 };
-        match which {
-            Which::Brute => {
-                let b = self.brute.clone().unwrap_or_default();
-                let span = i64::from(b.leak_seconds.max(1)) * 1000 * i64::from(b.capacity + 1);
-                span.max(slow(i64::from(b.slow_window_hours)))
-            }
-            Which::Burst => {
-                let b = self.burst.clone().unwrap_or_default();
-                i64::from(b.leak_seconds.max(1)) * 1000 * i64::from(b.capacity.max(1))
-            }
-            Which::Repeated => {
-                let r = self.repeated.clone().unwrap_or_default();
-                (i64::from(r.window_minutes.max(1)) * 60_000).max(slow(24))
-            }
-            Which::Site => {
-                let b = self.brute.clone().unwrap_or_default();
-                2 * i64::from(b.site_window_minutes.max(1)) * 60_000
-            }
-            Which::Inferred | Which::GotIn => DAY,
-        }
-    }
-
     pub fn observe(&mut self, e: &Event) {
         if e.time_ms > self.now_ms {
             self.now_ms = e.time_ms;
@@ -570,51 +580,60 @@ impl OrderedDetectors {
     }
 
     fn sweep(&mut self, now_ms: i64) {
-        let mut done = Vec::new();
-        let mut take = |which: Which, subject: Subject, o: &Open, q: i64| {
-            if now_ms - o.last_ms > q {
-                done.push(Ended {
-                    which,
-                    subject,
-                    open: o.clone(),
-                    resolved_ms: o.last_ms + q,
-                });
-                false
-            } else {
-                true
-            }
-        };
-        let quiet: Vec<(Which, i64, i64)> = [Which::Brute, Which::Burst, Which::Repeated]
-            .into_iter()
-            .map(|w| (w, self.quiet(w, false), self.quiet(w, true)))
-            .collect();
-        let q = |w: Which, o: &Open| {
-            let (_, fast, slow) = quiet
-                .iter()
-                .find(|(x, _, _)| *x == w)
-                .copied()
-                .unwrap_or((w, 0, 0));
-            if o.slow { slow } else { fast }
-        };
-        self.brute_open
-            .retain(|c, o| take(Which::Brute, Subject::Client(*c), o, q(Which::Brute, o)));
-        self.burst_open
-            .retain(|c, o| take(Which::Burst, Subject::Client(*c), o, q(Which::Burst, o)));
-        self.repeated_open
-            .retain(|k, o| take(Which::Repeated, Subject::Key(*k), o, q(Which::Repeated, o)));
-        self.inferred_open
-            .retain(|k, o| take(Which::Inferred, Subject::Key(*k), o, DAY));
-        self.got_in
-            .retain(|(c, k), o| take(Which::GotIn, Subject::ClientKey(*c, *k), o, DAY));
-        if let Some(o) = &self.site_open {
-            let q_site = self.quiet_ms(Which::Site, o);
-            if !take(Which::Site, Subject::Site, o, q_site) {
-                self.site_open = None;
-            }
+        let q = self.quiet;
+        let over = |w: Which, o: &Open| now_ms - o.last_ms > q.of(w, o);
+        let mut done: Vec<(Which, Subject, Open)> = Vec::new();
+        done.extend(
+            self.brute_open
+                .extract_if(|_, o| over(Which::Brute, o))
+                .map(|(c, o)| (Which::Brute, Subject::Client(c), o)),
+        );
+        done.extend(
+            self.burst_open
+                .extract_if(|_, o| over(Which::Burst, o))
+                .map(|(c, o)| (Which::Burst, Subject::Client(c), o)),
+        );
+        done.extend(
+            self.repeated_open
+                .extract_if(|_, o| over(Which::Repeated, o))
+                .map(|(k, o)| (Which::Repeated, Subject::Key(k), o)),
+        );
+        done.extend(
+            self.inferred_open
+                .extract_if(|_, o| over(Which::Inferred, o))
+                .map(|(k, o)| (Which::Inferred, Subject::Key(k), o)),
+        );
+        done.extend(
+            self.got_in
+                .extract_if(|_, o| over(Which::GotIn, o))
+                .map(|((c, k), o)| (Which::GotIn, Subject::ClientKey(c, k), o)),
+        );
+        if self
+            .site_open
+            .as_ref()
+            .is_some_and(|o| over(Which::Site, o))
+        {
+            done.extend(
+                self.site_open
+                    .take()
+                    .map(|o| (Which::Site, Subject::Site, o)),
+            );
         }
-        for d in done {
-            self.end(d);
+        for (which, subject, o) in done {
+            self.end_quiet(which, subject, o);
         }
+    }
+
+    /// Ends an episode that went quiet: it ended its quiet time after its
+    /// last event.
+    fn end_quiet(&mut self, which: Which, subject: Subject, open: Open) {
+        let resolved_ms = open.last_ms + self.quiet.of(which, &open);
+        self.end(Ended {
+            which,
+            subject,
+            open,
+            resolved_ms,
+        });
     }
 
     fn end(&mut self, mut d: Ended) {
@@ -635,18 +654,13 @@ impl OrderedDetectors {
         now: i64,
         map: fn(&mut Self) -> &mut FastMap<K, Open>,
     ) {
-        let Some(o) = map(self).get(&key).cloned() else {
-            return;
-        };
-        let q = self.quiet_ms(which, &o);
-        if now - o.last_ms > q {
-            map(self).remove(&key);
-            self.end(Ended {
-                which,
-                subject,
-                resolved_ms: o.last_ms + q,
-                open: o,
-            });
+        let q = self.quiet;
+        if map(self)
+            .get(&key)
+            .is_some_and(|o| now - o.last_ms > q.of(which, o))
+            && let Some(o) = map(self).remove(&key)
+        {
+            self.end_quiet(which, subject, o);
         }
     }
 
@@ -810,17 +824,14 @@ impl OrderedDetectors {
             }
             return;
         }
-        if let Some(o) = &self.site_open {
-            let q = self.quiet_ms(Which::Site, o);
-            if e.time_ms - o.last_ms > q {
-                let o = self.site_open.take().unwrap();
-                self.end(Ended {
-                    which: Which::Site,
-                    subject: Subject::Site,
-                    resolved_ms: o.last_ms + q,
-                    open: o,
-                });
-            }
+        let q = self.quiet;
+        if self
+            .site_open
+            .as_ref()
+            .is_some_and(|o| e.time_ms - o.last_ms > q.of(Which::Site, o))
+            && let Some(o) = self.site_open.take()
+        {
+            self.end_quiet(Which::Site, Subject::Site, o);
         }
         let s = &self.site;
         let (baseline, clients) = (s.baseline, s.clients.clone());
@@ -1062,7 +1073,7 @@ impl OrderedDetectors {
         let covered = |stronger: Which, subject: &Subject, o: &Open| {
             all.iter().any(|(w, s, other, _)| {
                 *w == stronger
-                    && same_subject(s, subject)
+                    && s == subject
                     && other.first_ms <= o.last_ms
                     && o.first_ms <= other.last_ms
             })

@@ -377,101 +377,65 @@ impl KeyBehaviour {
     /// Judges every window that ended by `now_ms` (log time) without waiting
     /// for the key's next request.
     pub fn advance(&mut self, now_ms: i64) {
-        let bucket = now_ms.div_euclid(BUCKET_MS);
-        let hour = now_ms.div_euclid(HOUR_MS);
-        let day = now_ms.div_euclid(DAY_MS);
-        for (id, st) in &mut self.keys {
-            let (Some(label), client) = (st.label, st.client) else {
-                continue;
-            };
-            if let (Some(cfg), Some(r)) = (&self.spike, &mut st.rate)
-                && bucket > r.bucket
-            {
-                roll_rate(
-                    r,
-                    bucket,
-                    *id,
-                    label,
-                    client,
-                    cfg,
-                    &mut self.spikes,
-                    &mut self.ended,
-                );
-            }
-            if let (Some(cfg), Some(f)) = (&self.fanout, &mut st.fan)
-                && hour > f.hour
-            {
-                roll_fan(
-                    f,
-                    hour,
-                    *id,
-                    label,
-                    client,
-                    cfg,
-                    &mut self.fanouts,
-                    &mut self.ended,
-                );
-            }
-            if let (Some(_), Some(sh)) = (&self.shared, &mut st.shared)
-                && day > sh.day
-            {
-                roll_shared(
-                    sh,
-                    day,
-                    *id,
-                    label,
-                    st.public,
-                    &mut self.shared_open,
-                    &mut self.ended,
-                );
-            }
-        }
+        self.roll_each(|_, len| now_ms.div_euclid(len));
     }
 
-    /// The end of the input: each key's last bucket and hour are judged as
-    /// they stand.
+    /// The end of the input: each key's last bucket, hour and day are
+    /// judged as they stand.
     pub fn finish(&mut self) {
+        self.roll_each(|current, _| current + 1);
+    }
+
+    /// Moves every key's rate bucket, fan-out hour and sharing day to
+    /// `to(current, window length)`, judging the windows that end.
+    fn roll_each(&mut self, to: impl Fn(i64, i64) -> i64) {
         for (id, st) in &mut self.keys {
             let (Some(label), client) = (st.label, st.client) else {
                 continue;
             };
             if let (Some(cfg), Some(r)) = (&self.spike, &mut st.rate) {
-                let next = r.bucket + 1;
-                roll_rate(
-                    r,
-                    next,
-                    *id,
-                    label,
-                    client,
-                    cfg,
-                    &mut self.spikes,
-                    &mut self.ended,
-                );
+                let next = to(r.bucket, BUCKET_MS);
+                if next > r.bucket {
+                    roll_rate(
+                        r,
+                        next,
+                        *id,
+                        label,
+                        client,
+                        cfg,
+                        &mut self.spikes,
+                        &mut self.ended,
+                    );
+                }
             }
             if let (Some(cfg), Some(f)) = (&self.fanout, &mut st.fan) {
-                let next = f.hour + 1;
-                roll_fan(
-                    f,
-                    next,
-                    *id,
-                    label,
-                    client,
-                    cfg,
-                    &mut self.fanouts,
-                    &mut self.ended,
-                );
+                let next = to(f.hour, HOUR_MS);
+                if next > f.hour {
+                    roll_fan(
+                        f,
+                        next,
+                        *id,
+                        label,
+                        client,
+                        cfg,
+                        &mut self.fanouts,
+                        &mut self.ended,
+                    );
+                }
             }
             if let (Some(_), Some(sh)) = (&self.shared, &mut st.shared) {
-                let next = sh.day + 1;
-                roll_shared(
-                    sh,
-                    next,
-                    *id,
-                    label,
-                    st.public,
-                    &mut self.shared_open,
-                    &mut self.ended,
-                );
+                let next = to(sh.day, DAY_MS);
+                if next > sh.day {
+                    roll_shared(
+                        sh,
+                        next,
+                        *id,
+                        label,
+                        st.public,
+                        &mut self.shared_open,
+                        &mut self.ended,
+                    );
+                }
             }
         }
     }

@@ -10,7 +10,7 @@
 //! Hand-written: a CIDR match on keywatch's 128-bit client tags (see
 //! [`crate::usage::distinct::client_tag`]) is a shift and a compare.
 
-use crate::usage::distinct::client_tag;
+use crate::usage::distinct::{client_tag, is_address, is_ipv4};
 
 /// `[clients]` in the configuration.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -45,8 +45,8 @@ impl Proxies {
 
     fn trusts(&self, tag: u128) -> bool {
         self.0.iter().any(|&(base, bits, v4)| {
-            let (is_v4, width) = (tag < 1 << 32, if v4 { 32 } else { 128 });
-            if is_v4 != v4 || tag >> 127 == 1 {
+            let width = if v4 { 32 } else { 128 };
+            if is_ipv4(tag) != v4 || !is_address(tag) {
                 return false;
             }
             let shift = width - u32::from(bits);
@@ -72,7 +72,7 @@ impl Proxies {
                     continue;
                 }
                 let tag = client_tag(strip_port(hop));
-                if tag >> 127 == 1 {
+                if !is_address(tag) {
                     // Not an address: nothing left of it is believed.
                     break;
                 }
@@ -88,7 +88,7 @@ impl Proxies {
             }
         }
         match real_ip.map(|ip| client_tag(strip_port(ip.trim_ascii()))) {
-            Some(tag) if tag >> 127 == 0 => tag,
+            Some(tag) if is_address(tag) => tag,
             _ => remote,
         }
     }

@@ -67,7 +67,8 @@ pub fn client_text(tag: u128) -> String {
 }
 
 fn is_ipv6(tag: u128) -> bool {
-    tag >> 127 == 0 && tag >= 1 << 32
+    use crate::usage::distinct::{is_address, is_ipv4};
+    is_address(tag) && !is_ipv4(tag)
 }
 
 /// The client a rule counts: an IPv6 address by its network of `prefix`

@@ -10,6 +10,16 @@ pub const EXACT_LIMIT: usize = 4096;
 const P: u32 = 12;
 const REGISTERS: usize = 1 << P;
 
+/// Whether a [`client_tag`] is an address (not the hash of something else).
+pub fn is_address(tag: u128) -> bool {
+    tag >> 127 == 0
+}
+
+/// Whether a [`client_tag`] is an IPv4 address.
+pub fn is_ipv4(tag: u128) -> bool {
+    tag < 1 << 32
+}
+
 /// A client address as a number: IPv4 and IPv6 as themselves, anything
 /// else (`unix:`, garbage) as a hash of its bytes with the top bit set.
 pub fn client_tag(raw: &[u8]) -> u128 {

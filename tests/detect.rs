@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Kw, TEST_FORMAT, TEST_SECRET, line, random_key, stderr, stdout};
+use common::{Kw, TEST_FORMAT, TEST_SECRET, line, random_key, scan_json, stderr};
 use keywatch::keys::{Extractor, KeySecret, KeySources};
 use serde_json::Value;
 
@@ -21,29 +21,8 @@ fn key_id(raw: &str) -> String {
 fn findings(kw: &Kw, config: &str, log: &str) -> Vec<Value> {
     let cfg = kw.write("rules.toml", config);
     let path = kw.write("access.log", log);
-    let o = kw
-        .cmd()
-        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "--timezone",
-            "UTC",
-            "scan",
-            "-o",
-            "json",
-            "-f",
-            TEST_FORMAT,
-            path.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["type"] == "finding")
-        .collect()
+    let (cfg, path) = (cfg.to_str().unwrap(), path.to_str().unwrap());
+    scan_json(kw, &["--config", cfg, "-f", TEST_FORMAT, path], "finding")
 }
 
 fn log_of(entries: &[(&str, u32, u16, &str)]) -> String {
@@ -1094,33 +1073,17 @@ fn url_traps_are_decided_by_structure() {
 fn findings_in(kw: &Kw, config: &str, format: &str, log: &str) -> Vec<Value> {
     let cfg = kw.write("clients.toml", config);
     let path = kw.write("proxied.log", log);
-    let o = kw
-        .cmd()
-        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "--timezone",
-            "UTC",
-            "scan",
-            "-o",
-            "json",
-        ])
-        .args([
-            "-f",
-            format,
-            "--key-field",
-            "http_x_api_key",
-            path.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["type"] == "finding")
-        .collect()
+    let (cfg, path) = (cfg.to_str().unwrap(), path.to_str().unwrap());
+    let args = [
+        "--config",
+        cfg,
+        "-f",
+        format,
+        "--key-field",
+        "http_x_api_key",
+        path,
+    ];
+    scan_json(kw, &args, "finding")
 }
 
 #[test]

@@ -7,7 +7,9 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{Daemon, Kw, TEST_FORMAT, TEST_SECRET, line, random_key, stderr, stdout, wait_until};
+use common::{
+    Daemon, Kw, TEST_FORMAT, alert_list, committed_lines, line, random_key, scan_json, wait_until,
+};
 use serde_json::Value;
 
 /// A log line at `secs` seconds after 2025-11-20T00:00:00Z.
@@ -32,33 +34,6 @@ fn ms(t: &Value) -> i64 {
         .timestamp_millis()
 }
 
-fn committed(kw: &Kw) -> u64 {
-    let o = kw
-        .cmd()
-        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
-        .args(["status", "-o", "json"])
-        .output()
-        .unwrap();
-    serde_json::from_str::<Value>(stdout(&o).trim()).map_or(0, |v| {
-        v["files"].as_array().map_or(0, |f| {
-            f.iter().map(|x| x["lines"].as_u64().unwrap_or(0)).sum()
-        })
-    })
-}
-
-fn alerts(kw: &Kw) -> Vec<Value> {
-    let o = kw
-        .cmd()
-        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
-        .args(["alerts", "-o", "json"])
-        .output()
-        .unwrap();
-    serde_json::from_slice::<Value>(&o.stdout)
-        .ok()
-        .and_then(|v| v["alerts"].as_array().cloned())
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_reload_a_restart_and_a_kill_keep_what_the_rules_learned() {
     let kw = Kw::new();
@@ -78,27 +53,14 @@ fn a_reload_a_restart_and_a_kill_keep_what_the_rules_learned() {
         }
     }
     let whole = kw.write("whole.log", format!("{first}{second}"));
-    let o = kw
-        .cmd()
-        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
-        .args([
-            "--timezone",
-            "UTC",
-            "scan",
-            "-o",
-            "json",
-            "-f",
-            TEST_FORMAT,
-            whole.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let scanned: Vec<Value> = stdout(&o)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["rule"] == "key_rate_spike")
-        .collect();
+    let scanned: Vec<Value> = scan_json(
+        &kw,
+        &["-f", TEST_FORMAT, whole.to_str().unwrap()],
+        "finding",
+    )
+    .into_iter()
+    .filter(|v| v["rule"] == "key_rate_spike")
+    .collect();
     assert_eq!(scanned.len(), 1, "the scan finds the spike");
 
     let log = kw.path("access.log");
@@ -106,7 +68,7 @@ fn a_reload_a_restart_and_a_kill_keep_what_the_rules_learned() {
     let n1 = first.lines().count() as u64;
     let d = Daemon::start(&kw, log.to_str().unwrap(), &["--from-beginning"]);
     wait_until("the first part committed", Duration::from_secs(30), || {
-        committed(&kw) == n1
+        committed_lines(&kw) == n1
     });
     d.hup();
     wait_until("the reload", Duration::from_secs(10), || {
@@ -132,26 +94,28 @@ fn a_reload_a_restart_and_a_kill_keep_what_the_rules_learned() {
     wait_until(
         "half the first bucket committed",
         Duration::from_secs(30),
-        || committed(&kw) == n1 + 30,
+        || committed_lines(&kw) == n1 + 30,
     );
     append(&a[30..].concat());
     wait_until(
         "the first bucket committed",
         Duration::from_secs(30),
-        || committed(&kw) == n1 + 60,
+        || committed_lines(&kw) == n1 + 60,
     );
     d.kill9();
     let d = Daemon::start(&kw, log.to_str().unwrap(), &[]);
     append(&b.concat());
     let n = n1 + second.lines().count() as u64;
     wait_until("everything committed", Duration::from_secs(30), || {
-        committed(&kw) == n
+        committed_lines(&kw) == n
     });
     wait_until("the spike alert", Duration::from_secs(20), || {
-        alerts(&kw).iter().any(|a| a["rule"] == "key_rate_spike")
+        alert_list(&kw)
+            .iter()
+            .any(|a| a["rule"] == "key_rate_spike")
     });
     d.stop();
-    let spike = alerts(&kw)
+    let spike = alert_list(&kw)
         .into_iter()
         .find(|a| a["rule"] == "key_rate_spike")
         .unwrap();
@@ -208,27 +172,13 @@ fn random_kills_restarts_and_reloads_give_the_findings_of_one_scan() {
     lines.sort_by_key(|(t, _)| *t);
     let text: Vec<String> = lines.into_iter().map(|(_, l)| l).collect();
     let whole = kw.write("whole.log", text.concat());
-    let o = kw
-        .cmd()
-        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
-        .args([
-            "--timezone",
-            "UTC",
-            "scan",
-            "-o",
-            "json",
-            "-f",
-            TEST_FORMAT,
-            whole.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
     let scanned = latest(
-        stdout(&o)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["type"] == "finding"),
+        scan_json(
+            &kw,
+            &["-f", TEST_FORMAT, whole.to_str().unwrap()],
+            "finding",
+        )
+        .into_iter(),
     );
     for rule in ["key_rate_spike", "key_bruteforce", "rejected_key_repeated"] {
         assert!(
@@ -268,11 +218,11 @@ fn random_kills_restarts_and_reloads_give_the_findings_of_one_scan() {
         done += take;
         let n = done as u64;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while committed(&kw) != n {
+        while committed_lines(&kw) != n {
             assert!(
                 std::time::Instant::now() < deadline,
                 "{} of {n} lines committed after {actions:?}; the daemon said:\n{}",
-                committed(&kw),
+                committed_lines(&kw),
                 std::fs::read_to_string(kw.path("daemon.err")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -293,11 +243,11 @@ fn random_kills_restarts_and_reloads_give_the_findings_of_one_scan() {
         }
     }
     wait_until("everything committed", Duration::from_secs(30), || {
-        committed(&kw) == text.len() as u64
+        committed_lines(&kw) == text.len() as u64
     });
     let mut watched = Default::default();
     wait_until("the findings of the scan", Duration::from_secs(20), || {
-        watched = latest(alerts(&kw).into_iter());
+        watched = latest(alert_list(&kw).into_iter());
         watched == scanned
     });
     d.take().unwrap().stop();

@@ -229,3 +229,51 @@ impl Drop for Daemon<'_> {
         }
     }
 }
+
+/// `keywatch --timezone UTC scan -o json ARGS…` with the test secret: the
+/// output objects whose `type` is `kind` (`finding`, `summary`…).
+pub fn scan_json(kw: &Kw, args: &[&str], kind: &str) -> Vec<serde_json::Value> {
+    let o = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args(["--timezone", "UTC", "scan", "-o", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == kind)
+        .collect()
+}
+
+/// Lines committed over all files, as `status -o json` says (0 before the
+/// store exists).
+pub fn committed_lines(kw: &Kw) -> u64 {
+    let o = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args(["status", "-o", "json"])
+        .output()
+        .unwrap();
+    serde_json::from_str::<serde_json::Value>(stdout(&o).trim()).map_or(0, |v| {
+        v["files"].as_array().map_or(0, |f| {
+            f.iter().map(|x| x["lines"].as_u64().unwrap_or(0)).sum()
+        })
+    })
+}
+
+/// The alerts `alerts -o json` lists (none before the store exists).
+pub fn alert_list(kw: &Kw) -> Vec<serde_json::Value> {
+    let o = kw
+        .cmd()
+        .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
+        .args(["alerts", "-o", "json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .ok()
+        .and_then(|v| v["alerts"].as_array().cloned())
+        .unwrap_or_default()
+}

@@ -80,15 +80,34 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// A random key made now (never a literal in the repository).
+///
+/// The body always mixes a capital, a small letter and a digit, as keys
+/// from a generator do: a letters-only value is by design not a secret
+/// to the URL rules (DETECTION.md R8), and one random body in fifty would
+/// otherwise be one.
 pub fn random_key(prefix: &str, len: usize) -> String {
     const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = vec![0u8; len];
+    const CLASSES: [&[u8]; 3] = [
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        b"abcdefghijklmnopqrstuvwxyz",
+        b"0123456789",
+    ];
+    let mut bytes = vec![0u8; len + 6];
     getrandom::fill(&mut bytes).unwrap();
-    let body: String = bytes
+    let (picks, spots) = bytes[len..].split_at(3);
+    let mut body: Vec<u8> = bytes[..len]
         .iter()
-        .map(|b| ALNUM[usize::from(*b) % ALNUM.len()] as char)
+        .map(|b| ALNUM[usize::from(*b) % ALNUM.len()])
         .collect();
-    format!("{prefix}{body}")
+    if len >= CLASSES.len() {
+        // One of each class, at three distinct places.
+        let mut free: Vec<usize> = (0..len).collect();
+        for ((class, pick), spot) in CLASSES.iter().zip(picks).zip(spots) {
+            let at = free.swap_remove(usize::from(*spot) % free.len());
+            body[at] = class[usize::from(*pick) % class.len()];
+        }
+    }
+    format!("{prefix}{}", String::from_utf8(body).unwrap())
 }
 
 /// Every file below `dir`, recursively.

@@ -312,7 +312,7 @@ impl Alerter {
                 .collect::<std::collections::HashSet<String>>()
         };
         let stronger: BTreeMap<&str, std::collections::HashSet<String>> = RuleId::ALL
-            .into_iter()
+            .iter()
             .filter_map(|r| Some((r.as_str(), subjects(r.inhibited_by()?))))
             .collect();
         for c in by_id.values_mut() {

@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::format::Field;
 use crate::keys::KeyName;
 
-mod ranges;
+pub(crate) mod ranges;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {

@@ -16,12 +16,12 @@ struct Problem {
 }
 
 #[derive(Default)]
-struct Checks {
+pub(crate) struct Checks {
     problems: Vec<Problem>,
 }
 
 impl Checks {
-    fn bad(&mut self, table: &str, key: &str, message: String) {
+    pub(crate) fn bad(&mut self, table: &str, key: &str, message: String) {
         self.problems.push(Problem {
             table: table.to_owned(),
             key: key.to_owned(),
@@ -29,7 +29,7 @@ impl Checks {
         });
     }
 
-    fn int(&mut self, table: &str, key: &str, v: u64, min: u64, max: u64) {
+    pub(crate) fn int(&mut self, table: &str, key: &str, v: u64, min: u64, max: u64) {
         if v < min || v > max {
             self.bad(
                 table,
@@ -39,7 +39,15 @@ impl Checks {
         }
     }
 
-    fn float(&mut self, table: &str, key: &str, v: f64, min: f64, max: f64, open_min: bool) {
+    pub(crate) fn float(
+        &mut self,
+        table: &str,
+        key: &str,
+        v: f64,
+        min: f64,
+        max: f64,
+        open_min: bool,
+    ) {
         let low_ok = if open_min { v > min } else { v >= min };
         if !v.is_finite() || !low_ok || v > max {
             let from = if open_min { "more than " } else { "" };
@@ -154,141 +162,7 @@ pub fn check(config: &Config, text: &str) -> Result<(), String> {
         16,
         128,
     );
-    let b = &r.auth_failure_burst;
-    let t = "rules.auth_failure_burst";
-    c.int(t, "capacity", b.capacity.into(), 1, 10_000);
-    c.int(t, "leak_seconds", b.leak_seconds.into(), 1, 86_400);
-    let b = &r.key_bruteforce;
-    let t = "rules.key_bruteforce";
-    c.int(t, "capacity", b.capacity.into(), 1, 10_000);
-    c.int(t, "leak_seconds", b.leak_seconds.into(), 1, 86_400);
-    c.int(t, "slow_min_keys", b.slow_min_keys.into(), 2, 1_000_000);
-    c.int(
-        t,
-        "slow_window_hours",
-        b.slow_window_hours.into(),
-        1,
-        7 * 24,
-    );
-    c.int(t, "site_min_keys", b.site_min_keys.into(), 2, 100_000_000);
-    c.float(t, "site_factor", b.site_factor, 1.0, 1000.0, false);
-    c.int(
-        t,
-        "site_window_minutes",
-        b.site_window_minutes.into(),
-        1,
-        24 * 60,
-    );
-    c.int(
-        t,
-        "site_min_clients",
-        b.site_min_clients.into(),
-        2,
-        1_000_000,
-    );
-    c.int(
-        "rules.revoked_key_in_use",
-        "infer_after_rejections",
-        r.revoked_key_in_use.infer_after_rejections.into(),
-        1,
-        1_000_000,
-    );
-    c.int(
-        "rules.revoked_key_in_use",
-        "infer_min_rejections",
-        r.revoked_key_in_use.infer_min_rejections.into(),
-        1,
-        1_000_000,
-    );
-    c.int(
-        "rules.revoked_key_in_use",
-        "infer_min_hours",
-        r.revoked_key_in_use.infer_min_hours.into(),
-        0,
-        7 * 24,
-    );
-    let t = "rules.rejected_key_repeated";
-    let rr = &r.rejected_key_repeated;
-    c.int(t, "min_rejections", rr.min_rejections.into(), 1, 1_000_000);
-    c.int(
-        t,
-        "window_minutes",
-        rr.window_minutes.into(),
-        1,
-        7 * 24 * 60,
-    );
-    c.float(t, "min_share", rr.min_share, 0.0, 1.0, true);
-    c.int(
-        t,
-        "day_min_rejections",
-        rr.day_min_rejections.into(),
-        2,
-        1_000_000,
-    );
-    let t = "rules.key_rate_spike";
-    let s = &r.key_rate_spike;
-    c.int(t, "min_requests", s.min_requests.into(), 1, 1_000_000_000);
-    c.float(t, "factor", s.factor, 1.0, 1000.0, true);
-    c.float(t, "extreme_factor", s.extreme_factor, 1.0, 10_000.0, true);
-    if s.factor.is_finite() && s.extreme_factor.is_finite() && s.extreme_factor < s.factor {
-        c.bad(
-            t,
-            "extreme_factor",
-            format!(
-                "{} is below factor ({}); extreme_factor is at least factor",
-                s.extreme_factor, s.factor
-            ),
-        );
-    }
-    c.float(t, "mad_multiplier", s.mad_multiplier, 0.0, 100.0, false);
-    let t = "rules.key_new_network";
-    c.int(
-        t,
-        "min_history_days",
-        r.key_new_network.min_history_days.into(),
-        0,
-        365,
-    );
-    c.int(
-        t,
-        "lookback_days",
-        r.key_new_network.lookback_days.into(),
-        1,
-        3650,
-    );
-    let t = "rules.key_fanout";
-    c.int(
-        t,
-        "min_networks",
-        r.key_fanout.min_networks.into(),
-        1,
-        1_000_000,
-    );
-    c.float(t, "factor", r.key_fanout.factor, 1.0, 1000.0, false);
-    let t = "rules.key_shared";
-    c.int(
-        t,
-        "min_user_agents",
-        r.key_shared.min_user_agents.into(),
-        1,
-        1_000_000,
-    );
-    c.int(
-        t,
-        "min_networks",
-        r.key_shared.min_networks.into(),
-        1,
-        1_000_000,
-    );
-    for p in &r.revoked_key_in_use.prefixes {
-        if p.is_empty() || p.chars().any(char::is_control) {
-            c.bad(
-                "rules.revoked_key_in_use",
-                "prefixes",
-                format!("{p:?}: a prefix is the first characters of a revoked key, as logged"),
-            );
-        }
-    }
+    r.check(&mut c);
     if let Some(days) = config.summary.rotation_days {
         c.int("summary", "rotation_days", days.into(), 1, 3650);
     }

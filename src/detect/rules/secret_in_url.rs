@@ -4,12 +4,30 @@
 //! SendGrid, Twilio, Mailgun, GitLab, npm, JWTs, `user:password@`), or a
 //! parameter whose name says credential carrying a high-entropy value.
 //! Signed URLs and publishable keys are not findings.
+//!
+//! The two rules share their bookkeeping, here; `credential_param_in_url`
+//! is this with `PARAMS` set.
 
-use super::tally::{Tallies, Tally};
-use super::{Detector, Finding, Severity};
+use super::Switch;
+use crate::detect::tally::{Tallies, Tally};
+use crate::detect::{Detector, Finding, RuleId, RuleInfo, Severity};
 use crate::keys::{KeyId, Place};
 use crate::request::KeyedRequest;
 use crate::usage::KeyLabel;
+
+pub const INFO: RuleInfo = RuleInfo {
+    id: "secret_in_url",
+    title: "Third-party credential in a URL",
+    why: "a credential of another service sits in a URL and so in every log on its way.",
+    severity: Severity::High,
+    action: "revoke the credential with its provider and replace it",
+    inhibited_by: None,
+};
+
+pub type Config = Switch;
+pub(crate) use super::no_bounds as check;
+pub type Plain = UrlSecrets<false>;
+pub type Ordered = ();
 
 /// Both rules share their bookkeeping; `PARAMS` picks which hits are theirs.
 #[derive(Default)]
@@ -17,14 +35,11 @@ pub struct UrlSecrets<const PARAMS: bool> {
     seen: Tallies<(KeyId, Place)>,
 }
 
-pub type SecretInUrl = UrlSecrets<false>;
-pub type CredentialParamInUrl = UrlSecrets<true>;
-
 impl<const PARAMS: bool> Detector for UrlSecrets<PARAMS> {
     const RULE: &'static str = if PARAMS {
-        super::RuleId::CredentialParamInUrl.as_str()
+        RuleId::CredentialParamInUrl.as_str()
     } else {
-        super::RuleId::SecretInUrl.as_str()
+        RuleId::SecretInUrl.as_str()
     };
 
     fn observe(&mut self, req: &KeyedRequest<'_>) {

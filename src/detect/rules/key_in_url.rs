@@ -4,11 +4,26 @@
 //!
 //! One finding per key and place, growing with each request.
 
-use super::tally::{Tallies, Tally};
-use super::{Detector, Finding, Severity, key_phrase};
+use super::Switch;
+use crate::detect::tally::{Tallies, Tally};
+use crate::detect::{Detector, Finding, RuleId, RuleInfo, Severity, key_phrase};
 use crate::keys::{KeyId, Place};
 use crate::request::KeyedRequest;
 use crate::usage::KeyLabel;
+
+pub const INFO: RuleInfo = RuleInfo {
+    id: "key_in_url",
+    title: "API key in a URL",
+    why: "a key in a URL is written to access logs, proxy logs, browser history and Referer headers of other sites; treat it as leaked.",
+    severity: Severity::Critical,
+    action: "rotate the key, then have its client send it in a header instead of the URL",
+    inhibited_by: None,
+};
+
+pub type Config = Switch;
+pub(crate) use super::no_bounds as check;
+pub type Plain = KeyInUrl;
+pub type Ordered = ();
 
 #[derive(Default)]
 pub struct KeyInUrl {
@@ -16,7 +31,7 @@ pub struct KeyInUrl {
 }
 
 impl Detector for KeyInUrl {
-    const RULE: &'static str = super::RuleId::KeyInUrl.as_str();
+    const RULE: &'static str = RuleId::KeyInUrl.as_str();
 
     fn observe(&mut self, req: &KeyedRequest<'_>) {
         for e in req.exposures {

@@ -20,6 +20,7 @@ pub mod files;
 pub mod format;
 pub mod hash;
 pub mod keys;
+pub mod memory;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;

@@ -238,6 +238,7 @@ fn main() -> ExitCode {
     // Whatever keywatch creates (the state directory, the store, the key
     // secret) is its owner's alone, under any umask.
     keywatch::files::private_umask();
+    keywatch::memory::tune();
     let cli = Cli::parse();
     let common = Common {
         config: cli.global.config,

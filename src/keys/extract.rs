@@ -101,7 +101,7 @@ pub struct Extractor {
 }
 
 /// How many distinct keys each thread remembers the id of.
-const ID_CACHE_LIMIT: usize = 1 << 16;
+const ID_CACHE_LIMIT: usize = 1 << 14;
 
 /// How deep query values that are URLs or query strings themselves
 /// (`redirect=%2Fcb%3Fapi_key%3DK`) are looked into.

@@ -109,40 +109,39 @@ pub fn render_summaries(report: &Report<'_>, out: &mut dyn Write) -> io::Result<
     for ((day, d), daily) in report.usage.days.iter().zip(report.dailies()) {
         let mut keys: Vec<_> = d.keys.iter().collect();
         keys.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(b.0)));
-        let keys: Vec<Value> = keys
-            .into_iter()
-            .zip(&daily.keys)
-            .map(|((id, u), kd)| {
-                let mut v = key_json(report, *id, report.usage.labels.get(id), u);
-                if let (Value::Object(m), Ok(Value::Object(extra))) =
-                    (&mut v, serde_json::to_value(kd))
-                {
-                    for field in [
-                        "share",
-                        "hours",
-                        "peak_5m",
-                        "peak_5m_ratio",
-                        "top_endpoints",
-                        "top_endpoints_exact",
-                        "top_endpoints_other",
-                        "top_clients",
-                        "top_clients_exact",
-                        "top_clients_other",
-                        "findings",
-                    ] {
-                        if let Some(x) = extra.get(field) {
-                            m.insert(field.into(), x.clone());
-                        }
+        // The `keys` array is written one key at a time: built whole, a
+        // day of 50,000 keys was a tree of several hundred megabytes.
+        let head = json!({ "type": "summary", "day": day.to_string(), "timezone": zone.name() });
+        let head = head.to_string();
+        write!(out, "{},\"keys\":[", &head[..head.len() - 1])?;
+        for (i, ((id, u), kd)) in keys.into_iter().zip(&daily.keys).enumerate() {
+            let mut v = key_json(report, *id, report.usage.labels.get(id), u);
+            if let (Value::Object(m), Ok(Value::Object(extra))) = (&mut v, serde_json::to_value(kd))
+            {
+                for field in [
+                    "share",
+                    "hours",
+                    "peak_5m",
+                    "peak_5m_ratio",
+                    "top_endpoints",
+                    "top_endpoints_exact",
+                    "top_endpoints_other",
+                    "top_clients",
+                    "top_clients_exact",
+                    "top_clients_other",
+                    "findings",
+                ] {
+                    if let Some(x) = extra.get(field) {
+                        m.insert(field.into(), x.clone());
                     }
                 }
-                v
-            })
-            .collect();
+            }
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *out, &v)?;
+        }
         let v = json!({
-            "type": "summary",
-            "day": day.to_string(),
-            "timezone": zone.name(),
-            "keys": keys,
             "keyless": usage_json(&d.keyless, zone),
             "other_keys": (d.other.requests > 0).then(|| {
                 let mut v = usage_json(&d.other, zone);
@@ -163,7 +162,7 @@ pub fn render_summaries(report: &Report<'_>, out: &mut dyn Write) -> io::Result<
                 m
             }),
         });
-        writeln!(out, "{v}")?;
+        writeln!(out, "],{}", &v.to_string()[1..])?;
     }
     Ok(())
 }

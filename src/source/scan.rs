@@ -181,7 +181,7 @@ fn scan_parallel<'e>(
     )?;
     let next = AtomicUsize::new(0);
     let merged_upto = AtomicUsize::new(0);
-    let ahead = opts.threads * 3;
+    let ahead = opts.threads;
     std::thread::scope(|scope| {
         let (tx, rx) =
             std::sync::mpsc::sync_channel::<(usize, io::Result<Analyzer<'e>>)>(opts.threads);

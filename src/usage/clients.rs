@@ -22,6 +22,9 @@ fn join(t: Tag) -> u128 {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Clients {
+    /// One client and its requests: most keys of a flood have one, and a
+    /// map of one costs an allocation of 128 bytes.
+    One(Tag, u32),
     /// Each client and its requests.
     Exact(FastMap<Tag, u32>),
     /// Too many to count one by one.
@@ -41,6 +44,14 @@ impl Clients {
 
     fn insert_n(&mut self, tag: u128, n: u32) {
         match self {
+            Clients::Exact(map) if map.is_empty() => *self = Clients::One(split(tag), n),
+            Clients::One(t, c) if *t == split(tag) => *c = c.saturating_add(n),
+            Clients::One(t, c) => {
+                let mut map = FastMap::default();
+                map.insert(*t, *c);
+                map.insert(split(tag), n);
+                *self = Clients::Exact(map);
+            }
             Clients::Exact(map) => {
                 let c = map.entry(split(tag)).or_default();
                 *c = c.saturating_add(n);
@@ -56,11 +67,12 @@ impl Clients {
 
     pub fn merge(&mut self, other: &Clients) {
         match other {
+            Clients::One(t, n) => self.insert_n(join(*t), *n),
             Clients::Exact(map) => map.iter().for_each(|(t, n)| self.insert_n(join(*t), *n)),
             Clients::Estimated(theirs) => {
-                if let Clients::Exact(map) = self {
+                if !self.is_estimated() {
                     let mut d = Distinct::default();
-                    map.keys().for_each(|t| d.insert(join(*t)));
+                    self.tags().for_each(|(t, _)| d.insert(t));
                     *self = Clients::Estimated(d);
                 }
                 if let Clients::Estimated(mine) = self {
@@ -73,17 +85,18 @@ impl Clients {
     /// The `n` clients with most requests (ties by client), while counted
     /// one by one; `None` once there were too many.
     pub fn top(&self, n: usize) -> Option<Vec<(u128, u64)>> {
-        let Clients::Exact(map) = self else {
+        if self.is_estimated() {
             return None;
-        };
+        }
         Some(super::top::best(
-            map.iter().map(|(t, c)| (join(*t), u64::from(*c))),
+            self.tags().map(|(t, c)| (t, u64::from(c))),
             n,
         ))
     }
 
     pub fn count(&self) -> u64 {
         match self {
+            Clients::One(..) => 1,
             Clients::Exact(map) => map.len() as u64,
             Clients::Estimated(d) => d.count(),
         }
@@ -93,13 +106,22 @@ impl Clients {
         matches!(self, Clients::Estimated(_))
     }
 
+    /// Each client and its requests, while counted one by one.
+    fn tags(&self) -> Box<dyn Iterator<Item = (u128, u32)> + '_> {
+        match self {
+            Clients::One(t, c) => Box::new(std::iter::once((join(*t), *c))),
+            Clients::Exact(map) => Box::new(map.iter().map(|(t, c)| (join(*t), *c))),
+            Clients::Estimated(_) => Box::new(std::iter::empty()),
+        }
+    }
+
     /// A byte form for the store: `2` and (16-byte tag, 4-byte count)
     /// pairs; otherwise [`Distinct::to_bytes`] (which older stores hold for
     /// exact sets too, read back with a count of one each).
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
-            Clients::Exact(map) => {
-                let mut tags: Vec<(u128, u32)> = map.iter().map(|(t, c)| (join(*t), *c)).collect();
+            Clients::One(..) | Clients::Exact(_) => {
+                let mut tags: Vec<(u128, u32)> = self.tags().collect();
                 tags.sort_unstable();
                 std::iter::once(2u8)
                     .chain(

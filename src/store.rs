@@ -817,12 +817,11 @@ fn read_usage(
     day: &str,
     key_id: &str,
 ) -> rusqlite::Result<Option<KeyUsage>> {
-    tx.query_row(
+    tx.prepare_cached(
         "SELECT requests, c1, c2, c3, c4, c5, other, s401, s403, s429, bytes, latency, clients, first_ms, last_ms, detail
          FROM usage WHERE day = ?1 AND key_id = ?2",
-        params![day, key_id],
-        |r| row_usage(r, 0),
-    )
+    )?
+    .query_row(params![day, key_id], |r| row_usage(r, 0))
     .optional()
 }
 
@@ -834,7 +833,7 @@ fn write_usage(
     name: Option<&str>,
     u: &KeyUsage,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO usage (day, key_id, masked, name, requests, c1, c2, c3, c4, c5, other, s401, s403, s429, bytes, latency, clients, first_ms, last_ms, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
          ON CONFLICT(day, key_id) DO UPDATE SET
@@ -842,7 +841,8 @@ fn write_usage(
            c1 = excluded.c1, c2 = excluded.c2, c3 = excluded.c3, c4 = excluded.c4, c5 = excluded.c5, other = excluded.other,
            s401 = excluded.s401, s403 = excluded.s403, s429 = excluded.s429, bytes = excluded.bytes,
            latency = excluded.latency, clients = excluded.clients, first_ms = excluded.first_ms, last_ms = excluded.last_ms, detail = excluded.detail",
-        params![
+    )?
+    .execute(params![
             day,
             key_id,
             masked,
@@ -863,8 +863,7 @@ fn write_usage(
             u.first_ms,
             u.last_ms,
             detail_json(u.detail())
-        ],
-    )?;
+        ])?;
     Ok(())
 }
 

@@ -320,25 +320,33 @@ impl OrderedDetectors {
     pub fn findings(&self, names: &[String]) -> Vec<Finding> {
         let mut all = Vec::new();
         self.rules.findings(names, &mut all);
-        let covered = |stronger: &str, subject: &Subject, f: &Finding| {
-            all.iter().any(|(s, other)| {
-                other.rule == stronger
-                    && s == subject
-                    && other.first_ms <= f.last_ms
-                    && f.first_ms <= other.last_ms
-            })
+        // The episodes of every rule that hides another, by subject.
+        let mut stronger: FastMap<(&str, Subject), Vec<(i64, i64)>> = FastMap::default();
+        for (s, f) in &all {
+            if super::RuleId::ALL
+                .iter()
+                .any(|r| r.inhibited_by().is_some_and(|by| by.as_str() == f.rule))
+            {
+                stronger
+                    .entry((f.rule, *s))
+                    .or_default()
+                    .push((f.first_ms, f.last_ms));
+            }
+        }
+        let hidden = |s: &Subject, f: &Finding| {
+            super::RuleId::parse(f.rule)
+                .and_then(super::RuleId::inhibited_by)
+                .and_then(|by| stronger.get(&(by.as_str(), *s)))
+                .is_some_and(|spans| {
+                    spans
+                        .iter()
+                        .any(|(first, last)| *first <= f.last_ms && f.first_ms <= *last)
+                })
         };
-        let hidden: Vec<bool> = all
-            .iter()
-            .map(|(s, f)| {
-                super::RuleId::parse(f.rule)
-                    .and_then(super::RuleId::inhibited_by)
-                    .is_some_and(|by| covered(by.as_str(), s, f))
-            })
-            .collect();
+        let keep: Vec<bool> = all.iter().map(|(s, f)| !hidden(s, f)).collect();
         all.into_iter()
-            .zip(hidden)
-            .filter(|(_, h)| !h)
+            .zip(keep)
+            .filter(|(_, k)| *k)
             .map(|((_, f), _)| f)
             .collect()
     }

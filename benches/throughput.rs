@@ -2,6 +2,8 @@
 //!
 //! `cargo bench --bench throughput` generates 1,000,000 lines in a temporary
 //! file and reports lines per second on one thread and on all cores.
+//! `cargo bench --bench throughput -- --floor FILE` counts the requests per
+//! key of FILE the fastest simple way (the floor of `benches/vs_mawk.sh`).
 //! `cargo bench --bench throughput -- --generate FILE [--lines N]` only writes
 //! the log (benches/vs_mawk.sh uses it to compare against mawk).
 //!
@@ -180,6 +182,48 @@ fn engine() -> Engine {
     }
 }
 
+/// The floor a per-key count cannot beat: read the file in large blocks,
+/// split lines with memchr, take the last quoted field (the key) and count
+/// it in a hash map. `benches/vs_mawk.sh` times it beside mawk and keywatch.
+fn floor(path: &PathBuf) {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).expect("open the log");
+    let mut counts: keywatch::hash::FastMap<Vec<u8>, u64> = Default::default();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut have = 0;
+    loop {
+        let n = f.read(&mut buf[have..]).expect("read the log");
+        let end = have + n;
+        let mut start = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &buf[start..end]) {
+            let line = &buf[start..start + nl];
+            start += nl + 1;
+            let key = match memchr::memrchr(b'"', line) {
+                Some(q) => match memchr::memrchr(b'"', &line[..q]) {
+                    Some(p) => &line[p + 1..q],
+                    None => &[][..],
+                },
+                None => &[][..],
+            };
+            match counts.get_mut(key) {
+                Some(c) => *c += 1,
+                None => {
+                    counts.insert(key.to_vec(), 1);
+                }
+            }
+        }
+        buf.copy_within(start..end, 0);
+        have = end - start;
+        if n == 0 {
+            break;
+        }
+        if have == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+    println!("{} keys", counts.len());
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str| {
@@ -191,6 +235,10 @@ fn main() {
     let lines: u64 = opt("--lines")
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
+    if let Some(path) = opt("--floor") {
+        floor(&PathBuf::from(&path));
+        return;
+    }
     if let Some(path) = opt("--generate") {
         let bytes = generate(&PathBuf::from(&path), lines).expect("write the generated log");
         eprintln!("wrote {lines} lines, {bytes} bytes to {path}");

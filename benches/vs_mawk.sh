@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
-# Compares `keywatch scan` with a mawk per-key count on the same generated log,
-# in one run on this machine, and prints the ratios. Usage:
-#   benches/vs_mawk.sh [LINES]        (default 3000000)
+# keywatch against the simplest tools, in one run on this machine, as ratios
+# (the machines are shared and noisy; only figures of the same run compare).
+# Usage:
+#   benches/vs_mawk.sh [LINES]        (default 1000000)
+#
+# On the generated keyed log (benches/throughput.rs --generate):
+#   floor     read in 1 MiB blocks, memchr lines, take the key field, count
+#             per key in a hash map (benches/throughput.rs --floor);
+#   mawk      mawk -F'"' '{ n[$8]++ }', the same per-key count;
+#   keywatch  scan -o json, every rule on, one thread and all cores;
+#   watch     keywatch watch catching up on the same log as a backlog.
+# On the same log cut to the combined format (its first 300,000 lines):
+#   goaccess  goaccess --log-format=COMBINED -o json, against keywatch scan.
+# Each time is the best wall time of three runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-lines=${1:-3000000}
-command -v mawk >/dev/null || { echo "vs_mawk.sh needs mawk (apt-get install mawk)" >&2; exit 1; }
+lines=${1:-1000000}
+for tool in mawk goaccess; do
+  command -v "$tool" >/dev/null || { echo "vs_mawk.sh needs $tool (apt-get install $tool)" >&2; exit 1; }
+done
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'pkill -INT -f "watch --state $work/state" 2>/dev/null || true; rm -rf "$work"' EXIT
 log="$work/access.log"
-cargo build --release --quiet
+cargo build --release --quiet --benches --bins
 cargo bench --quiet --bench throughput -- --generate "$log" --lines "$lines"
+bench=$(ls -t target/release/deps/throughput-* | grep -v '\.d$' | head -1)
 bin=target/release/keywatch
 fmt='$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time "$http_x_api_key"'
 export KEYWATCH_KEY_SECRET=benchmark-secret-0123456789 KEYWATCH_CONFIG=/dev/null
@@ -24,13 +38,37 @@ best() { # best wall time in seconds of 3 runs of "$@"
   done
   printf '%d.%03d' $((b / 1000)) $((b % 1000))
 }
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN { printf "%.2f", x / y }'; }
+floor() { "$bench" --floor "$log"; }
 mawk_count() { mawk -F'"' '{ n[$8]++ } END { for (k in n) print n[k], k }' "$log"; }
 kw1() { "$bin" --timezone UTC scan --no-progress -o json -j 1 -f "$fmt" "$log"; }
 kwn() { "$bin" --timezone UTC scan --no-progress -o json -f "$fmt" "$log"; }
 
 size=$(stat -c %s "$log")
-m=$(best mawk_count); a=$(best kw1); b=$(best kwn)
+f=$(best floor); m=$(best mawk_count); a=$(best kw1); b=$(best kwn)
 echo "log: $lines lines, $((size / 1000000)) MB; $(nproc) cores"
+echo "floor (memchr, per-key count):  ${f} s"
 echo "mawk -F'\"' per-key count:      ${m} s"
-echo "keywatch scan, 1 thread:        ${a} s  ($(awk -v x="$m" -v y="$a" 'BEGIN { printf "%.2f", x / y }')x mawk)"
-echo "keywatch scan, all cores:       ${b} s  ($(awk -v x="$m" -v y="$b" 'BEGIN { printf "%.2f", x / y }')x mawk)"
+echo "keywatch scan, 1 thread:        ${a} s  $(ratio "$m" "$a")x mawk (target 2), $(ratio "$a" "$f")x the floor's time (target at most 3)"
+echo "keywatch scan, all cores:       ${b} s  $(ratio "$b" "$a") of one thread's time (target at most 0.56)"
+
+# watch catching up: from the start until every line is committed.
+mkdir -m 700 "$work/state"
+s=$(date +%s%N)
+"$bin" --timezone UTC watch --state "$work/state" --from-beginning --commit-interval 100ms \
+  -f "$fmt" "$log" >/dev/null 2>&1 &
+until "$bin" status --state "$work/state" 2>/dev/null | grep -q " $lines lines"; do sleep 0.05; done
+e=$(date +%s%N)
+pkill -INT -f "watch --state $work/state" || true
+w=$(( (e - s) / 1000000 ))
+echo "keywatch watch, catching up:    $((w / 1000)).$(printf '%03d' $((w % 1000))) s  $(awk -v n="$lines" -v t="$w" 'BEGIN { printf "%.2f", n / t / 1000 }') M lines/s (target 1)"
+
+# GoAccess on a combined log.
+combined="$work/combined.log"
+head -n 300000 "$log" | sed -E 's/ [0-9.]+ "[^"]*"$//' > "$combined"
+goaccess_json() { goaccess "$combined" --log-format=COMBINED --no-global-config --no-progress -o "$work/goaccess.json" 2>/dev/null; }
+kwc() { "$bin" --timezone UTC scan --no-progress -o json -j 1 -f combined "$combined"; }
+g=$(best goaccess_json); c=$(best kwc)
+echo "combined log: 300000 lines"
+echo "goaccess, json report:          ${g} s"
+echo "keywatch scan -f combined:      ${c} s  $(ratio "$g" "$c")x goaccess"

@@ -42,17 +42,22 @@ fn the_sample_day_reads_the_same_in_every_format() {
             assert!(o.status.success(), "{format}: {}", stderr(&o));
             outputs.push(o.stdout);
         }
-        assert!(outputs[0] == outputs[1], "{format}: one thread and two differ");
+        assert!(
+            outputs[0] == outputs[1],
+            "{format}: one thread and two differ"
+        );
         let path = dir.join(file);
         if bless {
             std::fs::write(&path, &outputs[0]).unwrap();
             continue;
         }
-        let want = std::fs::read(&path).unwrap_or_else(|e| {
-            panic!("{}: {e}; make it with KEYWATCH_BLESS=1", path.display())
-        });
+        let want = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; make it with KEYWATCH_BLESS=1", path.display()));
         if outputs[0] != want {
-            let (got, want) = (String::from_utf8_lossy(&outputs[0]), String::from_utf8_lossy(&want));
+            let (got, want) = (
+                String::from_utf8_lossy(&outputs[0]),
+                String::from_utf8_lossy(&want),
+            );
             let at = got
                 .lines()
                 .zip(want.lines())

@@ -703,7 +703,14 @@ fn decodes_to_json(v: &[u8]) -> bool {
             (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']'))
         ) && serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok()
     };
-    json(v) || (v.len() >= 8 && base64_decode(v).is_some_and(|d| json(&d)))
+    // Base64 of text that starts with `{`, `[` or ASCII white space starts
+    // with one of these (the first byte's top six bits): a cheap test
+    // before decoding, which allocates.
+    let may_be_json = |c: &u8| matches!(c, b'e' | b'W' | b'I' | b'C' | b'D');
+    json(v)
+        || (v.len() >= 8
+            && v.first().is_some_and(may_be_json)
+            && base64_decode(v).is_some_and(|d| json(&d)))
 }
 
 /// The credential-parameter rule's entropy floor (gitleaks' generic rule: 3.5 bits).
@@ -740,6 +747,22 @@ mod tests {
             .encode(br#"{"after":"2026-11-27T10:00:00Z","id":8812734}"#);
         assert!(decodes_to_json(cursor.as_bytes()));
         assert!(decodes_to_json(br#"{"page":2}"#));
+        // Whatever starts the JSON, the cheap test before decoding lets it by.
+        for j in [
+            &b" [1, 2, 3]"[..],
+            b"\n{\"a\": 1}",
+            b"\t[]   ",
+            b"\r{}    ",
+            b"\x0c[0]   ",
+        ] {
+            for engine in [
+                base64::engine::general_purpose::STANDARD,
+                base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ] {
+                let b = engine.encode(j);
+                assert!(decodes_to_json(b.as_bytes()), "{b}");
+            }
+        }
         assert!(!decodes_to_json(b"Zm9vYmFyYmF6cXV4cXV1eA"));
         assert!(!decodes_to_json(b"sk_live_4eC39HqLyjWDarjtT1zdp7dc"));
         for n in [

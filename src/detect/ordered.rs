@@ -105,6 +105,9 @@ pub struct At {
     pub group: u128,
     /// The key's first success ever.
     pub first_success: bool,
+    /// The key succeeded at least once (this event included): its
+    /// rejections are no guessing.
+    pub valid: bool,
     /// The key's slot, for accepted requests of a followed key.
     pub slot: Option<u32>,
 }
@@ -140,6 +143,8 @@ pub struct Slot {
     /// Used from so many networks that it is public by nature (set by
     /// `key_new_network`): no per-network or sharing findings.
     pub public: bool,
+    /// Succeeded at least once (as [`At::valid`]).
+    pub valid: bool,
 }
 
 /// Keys whose behaviour is followed; past this, new keys are not (counted).
@@ -161,16 +166,7 @@ pub struct Context {
 }
 
 impl Context {
-    /// Whether the key ever succeeded (this event included).
-    pub fn is_valid(&self, id: &KeyId) -> bool {
-        self.known_valid.contains(id)
-    }
-
     fn at(&mut self, e: &Event, prefix: u8) -> At {
-        let first_success = e.succeeded() && !self.known_valid.contains(&e.key.id);
-        if first_success && self.known_valid.len() < MAX_VALID {
-            self.known_valid.insert(e.key.id);
-        }
         let slot = if e.rejected() {
             None
         } else if let Some(&s) = self.slot_of.get(&e.key.id) {
@@ -186,15 +182,31 @@ impl Context {
                 label: e.label(),
                 client: e.client,
                 public: false,
+                valid: false,
             });
             Some(s)
         } else {
             self.untracked += 1;
             None
         };
+        // A followed key that worked needs no look in the set.
+        let known = match slot {
+            Some(s) if self.slots[s as usize].valid => true,
+            _ => self.known_valid.contains(&e.key.id),
+        };
+        let first_success = e.succeeded() && !known;
+        let mut valid = known;
+        if first_success && self.known_valid.len() < MAX_VALID {
+            self.known_valid.insert(e.key.id);
+            valid = true;
+        }
+        if let Some(s) = slot {
+            self.slots[s as usize].valid = valid;
+        }
         At {
             group: client_group(e.client, prefix),
             first_success,
+            valid,
             slot,
         }
     }

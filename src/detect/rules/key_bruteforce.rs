@@ -306,11 +306,11 @@ impl OrderedRule for KeyBruteforce {
         self.prefix = rules.ipv6_client_prefix;
     }
 
-    fn observe(&mut self, e: &Event, at: &At, cx: &mut Context) {
+    fn observe(&mut self, e: &Event, at: &At, _: &mut Context) {
         if at.first_success {
             self.observe_got_in(e, at.group);
         }
-        if e.rejected() && !cx.is_valid(&e.key.id) && !e.key.revoked {
+        if e.rejected() && !at.valid && !e.key.revoked {
             // A client already found guessing is its own finding: the
             // site-wide count is of guessing no single client explains.
             if !self.guessing.open.contains_key(&at.group) {

@@ -126,10 +126,19 @@ fn observe(
     let net = network_of(e.client);
     let (first, seen) = state.get_or_insert_with(|| (e.time_ms, FastMap::default()));
     let history = e.time_ms - *first >= i64::from(cfg.min_history_days) * DAY;
-    let last = seen.get(&net).copied();
+    let success = matches!(e.status, 200..=299);
+    // The network's last use, and now this one (one lookup).
+    let last = match seen.get_mut(&net) {
+        Some(t) => Some(std::mem::replace(t, e.time_ms)),
+        None => {
+            if success {
+                seen.insert(net, e.time_ms);
+            }
+            None
+        }
+    };
     let lookback = i64::from(cfg.lookback_days) * DAY;
     let new = last.is_none_or(|t| e.time_ms - t > lookback);
-    let success = matches!(e.status, 200..=299);
     if history && new && success {
         let o = found.entry((e.key.id, net)).or_insert_with(|| {
             let mut o = Spell::new(e.label(), e.client, e.time_ms);
@@ -138,12 +147,11 @@ fn observe(
         });
         o.count += 1;
         o.last_ms = o.last_ms.max(e.time_ms);
-    } else if let Some(o) = found.get_mut(&(e.key.id, net)) {
+    } else if !found.is_empty()
+        && let Some(o) = found.get_mut(&(e.key.id, net))
+    {
         o.count += 1;
         o.last_ms = o.last_ms.max(e.time_ms);
-    }
-    if success || last.is_some() {
-        seen.insert(net, e.time_ms);
     }
     // Networks unused past the lookback are new again: forgotten.
     if seen.len() >= cfg.public_networks as usize {

@@ -88,7 +88,7 @@ impl OrderedRule for RejectedKeyRepeated {
         self.cfg = rules.rejected_key_repeated.clone();
     }
 
-    fn observe(&mut self, e: &Event, _: &At, cx: &mut Context) {
+    fn observe(&mut self, e: &Event, at: &At, _: &mut Context) {
         if e.key.revoked {
             return; // revoked_key_in_use covers it
         }
@@ -101,7 +101,7 @@ impl OrderedRule for RejectedKeyRepeated {
         self.episodes.close_stale(e.key.id, e.time_ms, self.quiet());
         // All day, at any pace: a key that never worked.
         let mut all_day = false;
-        if e.rejected() && !cx.is_valid(&e.key.id) {
+        if e.rejected() && !at.valid {
             if !self.day.contains_key(&e.key.id) && self.day.len() >= MAX_TRACKED {
                 // A flood of keys tried once each: forget those first.
                 self.day.retain(|_, (n, _)| *n > 1);

@@ -3,7 +3,8 @@
 //! Reports throughput, peak memory (VmHWM) and how many attacking clients
 //! the brute-force rule still reports.
 //!
-//! Run: `cargo bench --bench attack`.
+//! Run: `cargo bench --bench attack`; `-- --generate FILE` only writes the
+//! log (`benches/memory.sh` uses it).
 
 use std::io::{BufWriter, Write};
 use std::time::Instant;
@@ -28,34 +29,45 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Attacking clients.
+const CLIENTS: u64 = 50_000;
+
+/// The flood: 50,000 clients, 20 new random keys each, all rejected.
+fn generate(path: &std::path::Path) {
+    let (clients, per_client) = (CLIENTS, 20u64);
+    let mut out = BufWriter::new(std::fs::File::create(&path).expect("create"));
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for c in 0..clients {
+        for i in 0..per_client {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = c * per_client + i;
+            let secs = n / 100; // 100 requests a second
+            let ip = format!("10.{}.{}.{}", c / 65_536 % 256, c / 256 % 256, c % 256);
+            writeln!(
+                out,
+                "{ip} - - [27/Nov/2026:{:02}:{:02}:{:02} +0000] \"GET /v1/items HTTP/1.1\" 401 61 \"-\" \"attack/1.0\" 0.001 \"rk_{x:016x}{:08x}\"",
+                secs / 3600 % 24,
+                secs / 60 % 60,
+                secs % 60,
+                n
+            )
+            .expect("write");
+        }
+    }
+}
+
 fn main() {
     let dir = std::env::temp_dir().join(format!("keywatch-attack-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("attack.log");
-    let (clients, per_client) = (50_000u64, 20u64);
-    {
-        let mut out = BufWriter::new(std::fs::File::create(&path).expect("create"));
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for c in 0..clients {
-            for i in 0..per_client {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let n = c * per_client + i;
-                let secs = n / 100; // 100 requests a second
-                let ip = format!("10.{}.{}.{}", c / 65_536 % 256, c / 256 % 256, c % 256);
-                writeln!(
-                    out,
-                    "{ip} - - [27/Nov/2026:{:02}:{:02}:{:02} +0000] \"GET /v1/items HTTP/1.1\" 401 61 \"-\" \"attack/1.0\" 0.001 \"rk_{x:016x}{:08x}\"",
-                    secs / 3600 % 24,
-                    secs / 60 % 60,
-                    secs % 60,
-                    n
-                )
-                .expect("write");
-            }
-        }
+    if let Some(i) = std::env::args().position(|a| a == "--generate") {
+        let path = std::env::args().nth(i + 1).expect("--generate FILE");
+        generate(std::path::Path::new(&path));
+        return;
     }
+    generate(&path);
     let fields = vec!["http_x_api_key".to_string()];
     let engine = Engine {
         format: format::compile(FORMAT, &fields).expect("format"),
@@ -93,7 +105,7 @@ fn main() {
         .count();
     let lines = out.analyzer.totals.lines;
     println!(
-        "attack: {lines} requests with distinct rejected keys from {clients} clients: {:.2} M lines/s on one thread, peak memory {:.0} MB (before the scan {:.0} MB); key_bruteforce raised for {brute} of {clients} clients",
+        "attack: {lines} requests with distinct rejected keys from {CLIENTS} clients: {:.2} M lines/s on one thread, peak memory {:.0} MB (before the scan {:.0} MB); key_bruteforce raised for {brute} of {CLIENTS} clients",
         lines as f64 / secs / 1e6,
         peak_rss_mb(),
         before

@@ -35,7 +35,7 @@ const CLIENTS: u64 = 50_000;
 /// The flood: 50,000 clients, 20 new random keys each, all rejected.
 fn generate(path: &std::path::Path) {
     let (clients, per_client) = (CLIENTS, 20u64);
-    let mut out = BufWriter::new(std::fs::File::create(&path).expect("create"));
+    let mut out = BufWriter::new(std::fs::File::create(path).expect("create"));
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     for c in 0..clients {
         for i in 0..per_client {

@@ -229,7 +229,15 @@ fn scan_parallel<'e>(
         for (i, piece) in rx {
             pending.insert(i, piece);
             while let Some(piece) = pending.remove(&want) {
-                let mut piece = piece?;
+                let mut piece = match piece {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // Workers waiting for the merge to move on go on, find
+                        // the channel closed and stop.
+                        merged_upto.store(usize::MAX / 2, Ordering::SeqCst);
+                        return Err(e);
+                    }
+                };
                 let before = merged.totals.lines - file_start;
                 for s in &mut piece.skipped {
                     s.line += before;

@@ -7,45 +7,115 @@ use std::io::{self, Write};
 use serde_json::{Value, json};
 
 use super::Report;
+use super::daily::KeyDay;
 use crate::keys::KeyId;
 use crate::usage::{KeyLabel, KeyUsage};
 use crate::zone::Zone;
 
 fn usage_json(u: &KeyUsage, zone: &Zone) -> Value {
-    let latency = (!u.latency.is_empty()).then(|| {
-        let q = |p| u.latency.quantile(p).map(|ms| f64::from(ms) / 1000.0);
-        json!({ "p50": q(0.5), "p95": q(0.95), "p99": q(0.99) })
-    });
-    json!({
-        "requests": u.requests,
-        "status": {
-            "1xx": u.classes[0], "2xx": u.classes[1], "3xx": u.classes[2],
-            "4xx": u.classes[3], "5xx": u.classes[4], "other": u.classes[5],
-        },
-        "401": u.s401,
-        "403": u.s403,
-        "429": u.s429,
-        "rejected": u.rejected(),
-        "bytes": u.bytes,
-        "request_time": latency,
-        "clients": u.clients.count(),
-        "clients_estimated": u.clients.is_estimated(),
-        "first_seen": (u.requests > 0).then(|| zone.rfc3339(u.first_ms)),
-        "last_seen": (u.requests > 0).then(|| zone.rfc3339(u.last_ms)),
-    })
+    struct Usage<'a>(&'a KeyUsage, &'a Zone);
+    impl serde::Serialize for Usage<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = s.serialize_map(None)?;
+            usage_entries(&mut m, self.0, self.1)?;
+            m.end()
+        }
+    }
+    serde_json::to_value(Usage(u, zone)).unwrap_or(Value::Null)
 }
 
-fn key_json(report: &Report<'_>, id: KeyId, label: Option<&KeyLabel>, u: &KeyUsage) -> Value {
-    let mut v = usage_json(u, report.zone);
-    if let Value::Object(m) = &mut v {
-        m.insert("key_id".into(), json!(id.to_string()));
-        m.insert("key".into(), json!(label.map(|l| l.masked.to_string())));
-        m.insert(
-            "name".into(),
-            json!(label.and_then(|l| report.name_of(l.name))),
-        );
+/// The usage fields of [`usage_json`], as entries of a map being written.
+fn usage_entries<M: serde::ser::SerializeMap>(
+    m: &mut M,
+    u: &KeyUsage,
+    zone: &Zone,
+) -> Result<(), M::Error> {
+    #[derive(serde::Serialize)]
+    struct Status {
+        #[serde(rename = "1xx")]
+        c1: u64,
+        #[serde(rename = "2xx")]
+        c2: u64,
+        #[serde(rename = "3xx")]
+        c3: u64,
+        #[serde(rename = "4xx")]
+        c4: u64,
+        #[serde(rename = "5xx")]
+        c5: u64,
+        other: u64,
     }
-    v
+    #[derive(serde::Serialize)]
+    struct Latency {
+        p50: Option<f64>,
+        p95: Option<f64>,
+        p99: Option<f64>,
+    }
+    let q = |p| u.latency.quantile(p).map(|ms| f64::from(ms) / 1000.0);
+    let c = u.classes;
+    m.serialize_entry("requests", &u.requests)?;
+    m.serialize_entry(
+        "status",
+        &Status {
+            c1: c[0],
+            c2: c[1],
+            c3: c[2],
+            c4: c[3],
+            c5: c[4],
+            other: c[5],
+        },
+    )?;
+    m.serialize_entry("401", &u.s401)?;
+    m.serialize_entry("403", &u.s403)?;
+    m.serialize_entry("429", &u.s429)?;
+    m.serialize_entry("rejected", &u.rejected())?;
+    m.serialize_entry("bytes", &u.bytes)?;
+    m.serialize_entry(
+        "request_time",
+        &(!u.latency.is_empty()).then(|| Latency {
+            p50: q(0.5),
+            p95: q(0.95),
+            p99: q(0.99),
+        }),
+    )?;
+    m.serialize_entry("clients", &u.clients.count())?;
+    m.serialize_entry("clients_estimated", &u.clients.is_estimated())?;
+    m.serialize_entry("first_seen", &(u.requests > 0).then(|| zone.rfc3339(u.first_ms)))?;
+    m.serialize_entry("last_seen", &(u.requests > 0).then(|| zone.rfc3339(u.last_ms)))
+}
+
+/// One key of a `summary`: its usage, who it is, and its day's shape,
+/// written straight out (no tree of values per key).
+struct KeyOut<'a> {
+    report: &'a Report<'a>,
+    id: KeyId,
+    label: Option<&'a KeyLabel>,
+    usage: &'a KeyUsage,
+    day: &'a KeyDay,
+}
+
+impl serde::Serialize for KeyOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (label, d) = (self.label, self.day);
+        let mut m = s.serialize_map(None)?;
+        usage_entries(&mut m, self.usage, self.report.zone)?;
+        m.serialize_entry("key_id", &self.id.to_string())?;
+        m.serialize_entry("key", &label.map(|l| l.masked.to_string()))?;
+        m.serialize_entry("name", &label.and_then(|l| self.report.name_of(l.name)))?;
+        m.serialize_entry("share", &d.share)?;
+        m.serialize_entry("hours", &d.hours)?;
+        m.serialize_entry("peak_5m", &d.peak_5m)?;
+        m.serialize_entry("peak_5m_ratio", &d.peak_5m_ratio)?;
+        m.serialize_entry("top_endpoints", &d.top_endpoints)?;
+        m.serialize_entry("top_endpoints_exact", &d.top_endpoints_exact)?;
+        m.serialize_entry("top_endpoints_other", &d.top_endpoints_other)?;
+        m.serialize_entry("top_clients", &d.top_clients)?;
+        m.serialize_entry("top_clients_exact", &d.top_clients_exact)?;
+        m.serialize_entry("top_clients_other", &d.top_clients_other)?;
+        m.serialize_entry("findings", &d.findings)?;
+        m.end()
+    }
 }
 
 pub fn render(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
@@ -115,27 +185,13 @@ pub fn render_summaries(report: &Report<'_>, out: &mut dyn Write) -> io::Result<
         let head = head.to_string();
         write!(out, "{},\"keys\":[", &head[..head.len() - 1])?;
         for (i, ((id, u), kd)) in keys.into_iter().zip(&daily.keys).enumerate() {
-            let mut v = key_json(report, *id, report.usage.labels.get(id), u);
-            if let (Value::Object(m), Ok(Value::Object(extra))) = (&mut v, serde_json::to_value(kd))
-            {
-                for field in [
-                    "share",
-                    "hours",
-                    "peak_5m",
-                    "peak_5m_ratio",
-                    "top_endpoints",
-                    "top_endpoints_exact",
-                    "top_endpoints_other",
-                    "top_clients",
-                    "top_clients_exact",
-                    "top_clients_other",
-                    "findings",
-                ] {
-                    if let Some(x) = extra.get(field) {
-                        m.insert(field.into(), x.clone());
-                    }
-                }
-            }
+            let v = KeyOut {
+                report,
+                id: *id,
+                label: report.usage.labels.get(id),
+                usage: u,
+                day: kd,
+            };
             if i > 0 {
                 out.write_all(b",")?;
             }

@@ -80,8 +80,14 @@ fn usage_entries<M: serde::ser::SerializeMap>(
     )?;
     m.serialize_entry("clients", &u.clients.count())?;
     m.serialize_entry("clients_estimated", &u.clients.is_estimated())?;
-    m.serialize_entry("first_seen", &(u.requests > 0).then(|| zone.rfc3339(u.first_ms)))?;
-    m.serialize_entry("last_seen", &(u.requests > 0).then(|| zone.rfc3339(u.last_ms)))
+    m.serialize_entry(
+        "first_seen",
+        &(u.requests > 0).then(|| zone.rfc3339(u.first_ms)),
+    )?;
+    m.serialize_entry(
+        "last_seen",
+        &(u.requests > 0).then(|| zone.rfc3339(u.last_ms)),
+    )
 }
 
 /// One key of a `summary`: its usage, who it is, and its day's shape,

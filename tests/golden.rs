@@ -12,7 +12,14 @@ use common::{Kw, TEST_SECRET, stderr};
 fn the_sample_day_reads_the_same_in_every_format() {
     let kw = Kw::new();
     let bless = std::env::var_os("KEYWATCH_BLESS").is_some();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/golden");
+    let log = std::fs::read_to_string(root.join("samples/access.log")).unwrap();
+    let keys: std::collections::BTreeSet<&str> = log
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|t| t.starts_with("kwdemo_"))
+        .collect();
+    assert!(keys.len() >= 10, "the sample log's demo keys");
     for (format, file) in [
         ("json", "samples.json"),
         ("text", "samples.txt"),

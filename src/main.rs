@@ -217,7 +217,7 @@ struct ScanCmd {
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value = "text")]
     output: ReportOutput,
-    /// Threads for large regular files [default: all cores]
+    /// Threads for large regular files, at most one a core [default: all cores]
     #[arg(long, short = 'j', value_name = "N")]
     threads: Option<usize>,
     /// Lines longer than this many bytes are counted and skipped [default: 262144]

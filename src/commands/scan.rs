@@ -128,10 +128,10 @@ pub fn run(args: &ScanArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         proxies: crate::clients::Proxies::parse(&setup.config.clients.trusted_proxies)
             .unwrap_or_default(),
     };
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    // At most one thread a core: reading is CPU-bound, so more threads
+    // gain nothing and each holds a piece of the file's state (memory).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = args.threads.unwrap_or(cores).clamp(1, cores);
     let progress = progress_bar(args.progress, &inputs);
     let mut outcome = scan(
         &engine,

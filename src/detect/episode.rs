@@ -40,15 +40,23 @@ impl Bucket {
     }
 }
 
+/// The distinct keys and clients of an open episode.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Sets {
+    pub keys: Distinct,
+    pub clients: Distinct,
+}
+
 /// One episode as it grows.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Open {
     pub count: u64,
     pub first_ms: i64,
     pub last_ms: i64,
-    pub keys: Distinct,
+    /// The distinct keys and clients while the episode is open (boxed: an
+    /// ended one keeps counts only, and a flood ends tens of thousands).
+    sets: Option<Box<Sets>>,
     pub label: Option<KeyLabel>,
-    pub clients: Distinct,
     pub first_client: u128,
     /// Held by a slow condition: it ends only after the long quiet time.
     pub slow: bool,
@@ -67,9 +75,8 @@ impl Open {
             count: 0,
             first_ms: e.time_ms,
             last_ms: e.time_ms,
-            keys: Distinct::default(),
+            sets: None,
             label: None,
-            clients: Distinct::default(),
             first_client: e.client,
             slow: false,
             baseline: 0.0,
@@ -87,27 +94,46 @@ impl Open {
     }
 
     pub fn nkeys(&self) -> u64 {
-        self.keys.count().max(self.keys_n)
+        self.sets
+            .as_ref()
+            .map_or(0, |s| s.keys.count())
+            .max(self.keys_n)
     }
 
     pub fn nclients(&self) -> u64 {
-        self.clients.count().max(self.clients_n)
+        self.sets
+            .as_ref()
+            .map_or(0, |s| s.clients.count())
+            .max(self.clients_n)
+    }
+
+    /// The episode's sets, made on first use.
+    pub fn sets(&mut self) -> &mut Sets {
+        self.sets.get_or_insert_default()
+    }
+
+    /// The distinct keys so far (empty once ended).
+    pub fn keys(&self) -> Distinct {
+        self.sets
+            .as_ref()
+            .map(|s| s.keys.clone())
+            .unwrap_or_default()
     }
 
     /// Counts instead of sets: what an ended episode keeps.
     fn compact(mut self) -> Open {
         self.keys_n = self.nkeys();
         self.clients_n = self.nclients();
-        self.keys = Distinct::default();
-        self.clients = Distinct::default();
+        self.sets = None;
         self
     }
 
     pub fn add(&mut self, e: &Event) {
         self.count += 1;
         self.last_ms = self.last_ms.max(e.time_ms);
-        self.keys.insert(u128::from(u64::from_le_bytes(e.key.id.0)));
-        self.clients.insert(e.client);
+        let sets = self.sets();
+        sets.keys.insert(u128::from(u64::from_le_bytes(e.key.id.0)));
+        sets.clients.insert(e.client);
     }
 
     /// A finding of `rule` from this episode, without key or client.

@@ -245,7 +245,7 @@ impl OrderedRule for () {
 }
 
 /// The layout of [`OrderedDetectors::save`]; another is not read back.
-const LEARNED_VERSION: u32 = 2;
+const LEARNED_VERSION: u32 = 3;
 /// How often (log time) ended episodes are looked for.
 const SWEEP_MS: i64 = 60_000;
 

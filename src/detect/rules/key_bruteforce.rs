@@ -270,12 +270,12 @@ impl KeyBruteforce {
             o.first_ms = w * win;
             o.count = n - 1;
             for k in &s.keys {
-                o.keys.insert(u128::from(u64::from_le_bytes(k.0)));
+                o.sets().keys.insert(u128::from(u64::from_le_bytes(k.0)));
             }
             o
         });
         o.add(e);
-        o.clients.merge(&s.clients);
+        o.sets().clients.merge(&s.clients);
         o.baseline = s.baseline;
         o.peak = o.peak.max(n);
     }
@@ -293,7 +293,7 @@ impl KeyBruteforce {
         let mut o = Open::labelled(e);
         o.add(e);
         if let Some(b) = self.guessing.open.get(&group) {
-            o.keys = b.keys.clone();
+            o.sets().keys = b.keys();
             o.first_ms = e.time_ms;
         }
         self.got_in.open.insert((group, e.key.id), o);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Peak memory (resident, VmHWM) under a flood and on the sample day, in every
-# output mode and thread count, and for `watch` catching up on the flood.
+# output mode and thread count (8: more than the cores, which scan caps at
+# one a core), and for `watch` catching up on the flood.
 # Usage: benches/memory.sh
 #
 # The flood (benches/attack.rs --generate): 1,000,000 requests, each with a
@@ -20,7 +21,7 @@ peak() { # peak resident MB of "$@"
   awk '{ printf "%.0f", $1 / 1024 }' "$work/rss"
 }
 echo "flood: 1,000,000 distinct rejected keys from 50,000 clients (target under 256 MB)"
-for threads in 1 2; do
+for threads in 1 2 8; do
   for out in text json markdown html; do
     echo "  scan -j $threads -o $out: $(KEYWATCH_KEY_SECRET=memory-benchmark-secret KEYWATCH_CONFIG=/dev/null \
       peak "$bin" --timezone UTC scan --no-progress -j "$threads" -o "$out" -f "$fmt" "$work/flood.log") MB"

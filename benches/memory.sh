@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
-trap 'pkill -INT -f "watch --state $work/state" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'pkill -INT -f "watch --state $work/" 2>/dev/null || true; rm -rf "$work"' EXIT
 cargo build --release --quiet --benches --bins
 attack=$(ls -t target/release/deps/attack-* | grep -v '\.d$' | head -1)
 "$attack" --generate "$work/flood.log"
@@ -34,6 +34,18 @@ until KEYWATCH_CONFIG=/dev/null "$bin" status --state "$work/state" 2>/dev/null 
 pkill -INT -f "watch --state $work/state"
 while pgrep -f "watch --state $work/state" >/dev/null; do sleep 0.1; done
 echo "  watch, catching up: $(awk '{ printf "%.0f", $1 / 1024 }' "$work/rss") MB"
+# The same lines appended live, 50,000 at a time, to a file watch follows.
+mkdir -m 700 "$work/live"
+: > "$work/live.log"
+KEYWATCH_KEY_SECRET=memory-benchmark-secret KEYWATCH_CONFIG=/dev/null /usr/bin/time -f '%M' -o "$work/rss" \
+  "$bin" --timezone UTC watch --state "$work/live" -f "$fmt" "$work/live.log" >/dev/null 2>&1 &
+until KEYWATCH_CONFIG=/dev/null "$bin" status --state "$work/live" 2>/dev/null | grep -q "live.log"; do sleep 0.1; done
+split -l 50000 -d "$work/flood.log" "$work/part."
+for part in "$work"/part.*; do cat "$part" >> "$work/live.log"; sleep 0.2; done
+until KEYWATCH_CONFIG=/dev/null "$bin" status --state "$work/live" 2>/dev/null | grep -q " 1000000 lines"; do sleep 0.1; done
+pkill -INT -f "watch --state $work/live"
+while pgrep -f "watch --state $work/live" >/dev/null; do sleep 0.1; done
+echo "  watch, the flood appended live: $(awk '{ printf "%.0f", $1 / 1024 }' "$work/rss") MB"
 echo "sample day: samples/access.log (target under 64 MB)"
 for out in text json html; do
   echo "  scan -o $out: $(peak "$bin" --config samples/keywatch.toml --timezone UTC scan --no-progress -o "$out" samples/access.log) MB"

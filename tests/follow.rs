@@ -1248,3 +1248,44 @@ fn a_first_run_killed_before_anything_was_read_keeps_its_starting_point() {
     d.stop();
     assert_eq!(stored(&kw), later.expected());
 }
+
+/// A file that appears just before a stop, before the daemon has looked at
+/// it (no file events, a slow poll), and is rotated away and deleted while
+/// keywatch is stopped: the stop's last look reads it and puts it on record,
+/// so its lines are counted, and the next start reports that what came after
+/// the stop is unknown (a gap) instead of nothing at all.
+#[test]
+fn a_file_appearing_just_before_a_stop_is_on_record() {
+    let kw = Kw::new();
+    let mut w = Writer::new();
+    let log = log_path(&kw);
+    let args = [
+        "--timezone",
+        "UTC",
+        "watch",
+        "--poll-only",
+        "--poll-interval",
+        "1s",
+        "--commit-interval",
+        "100ms",
+        "-f",
+        TEST_FORMAT,
+        log.to_str().unwrap(),
+    ];
+    let d = Daemon::spawn(&kw, &args, &[]);
+    wait_until("the daemon waiting for the file", LONG, || {
+        status(&kw)["files"][0]["generation"] == "waiting for the file"
+    });
+    w.append(&log, &key(1), 25);
+    d.stop();
+    std::fs::rename(&log, rotated(&kw, "1")).unwrap();
+    std::fs::remove_file(rotated(&kw, "1")).unwrap();
+    let d = Daemon::spawn(&kw, &args, &[]);
+    wait_until("the lost lines reported as a gap", LONG, || {
+        status(&kw)["gaps"]
+            .as_array()
+            .is_some_and(|g| !g.is_empty())
+    });
+    d.stop();
+    assert_eq!(stored_total(&kw), w.n, "the lines were read at the stop");
+}

@@ -111,6 +111,9 @@ struct World {
     follower: Option<Follower>,
     live: Tally,
     committed: Committed,
+    /// No file events, and a poll so rare it never comes: the follower
+    /// sees a file only when told to look.
+    blind: bool,
 }
 
 /// A line of request `id`. Lines differ from their first bytes on (another
@@ -151,6 +154,7 @@ impl World {
             follower: None,
             live: Tally::default(),
             committed: Committed::default(),
+            blind: false,
         }
     }
 
@@ -158,8 +162,8 @@ impl World {
         FollowOptions {
             patterns: vec![self.log.display().to_string()],
             start_at: StartAt::Beginning,
-            poll_interval: Duration::from_millis(20),
-            poll_only: false,
+            poll_interval: Duration::from_millis(if self.blind { 3_600_000 } else { 20 }),
+            poll_only: self.blind,
             idle_close: Duration::from_secs(600),
             missing_grace: Duration::from_secs(60),
             // Small, so reads stop at their budget and go on later.
@@ -448,8 +452,11 @@ impl World {
             }
             Action::Pause => std::thread::sleep(Duration::from_millis(3)),
             Action::Stop => {
-                if self.follower.is_some() {
-                    // A clean stop: what the events said is looked at, then committed.
+                if let Some(f) = &mut self.follower {
+                    // A clean stop, as `watch` stops: one look at every
+                    // file (what the events said and what they have not said
+                    // yet), then the commit.
+                    f.look_everywhere();
                     self.step();
                     self.commit();
                     self.follower = None;
@@ -494,6 +501,58 @@ impl World {
     }
 }
 
+/// Runs `actions` and checks what was counted against what was written:
+/// nothing twice, and nothing missing unless a gap says so.
+fn check(mut w: World, actions: &[Action]) -> Result<(), TestCaseError> {
+    w.start();
+    for a in actions {
+        w.apply(a);
+    }
+    w.settle();
+    let counts = &w.committed.tally.counts;
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    prop_assert!(twice.is_empty(), "counted twice: {:?}", twice);
+    let dark = w.unobservable();
+    let missing: Vec<_> = w
+        .written
+        .iter()
+        .filter(|id| !counts.contains_key(id) && !dark.contains(id))
+        .collect();
+    prop_assert!(
+        missing.is_empty() || !w.committed.gaps.is_empty(),
+        "{} lines never counted and no gap reported: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+    // The files live in `dir` until here.
+    let _ = w.dir.path();
+    Ok(())
+}
+
+/// Lines written to a file the follower has not seen yet (no event handled,
+/// no poll), then a stop, then the file rotated away and deleted while
+/// stopped: the stop's look put the file on record, so the next start
+/// reports the loss. (Found by the model test under two busy loops, where
+/// the create event had not been handled when the stop came.)
+#[test]
+fn a_file_not_yet_seen_at_a_stop_is_on_record() {
+    let mut w = World::new();
+    w.blind = true;
+    check(
+        w,
+        &[
+            Action::Step(2),
+            Action::Write(30),
+            Action::Stop,
+            Action::Rotate,
+            Action::Rotate,
+            Action::Rotate,
+            Action::DeleteOldest,
+        ],
+    )
+    .unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
 
@@ -501,27 +560,6 @@ proptest! {
     fn every_line_is_counted_once_or_covered_by_a_gap(
         actions in proptest::collection::vec(action(), 1..30)
     ) {
-        let mut w = World::new();
-        w.start();
-        for a in &actions {
-            w.apply(a);
-        }
-        w.settle();
-        let counts = &w.committed.tally.counts;
-        let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-        prop_assert!(twice.is_empty(), "counted twice: {:?}", twice);
-        let dark = w.unobservable();
-        let missing: Vec<_> = w
-            .written
-            .iter()
-            .filter(|id| !counts.contains_key(id) && !dark.contains(id))
-            .collect();
-        prop_assert!(
-            missing.is_empty() || !w.committed.gaps.is_empty(),
-            "{} lines never counted and no gap reported: {:?}",
-            missing.len(),
-            &missing[..missing.len().min(20)]
-        );
-        let _ = w.dir.path();
+        check(World::new(), &actions)?;
     }
 }

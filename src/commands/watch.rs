@@ -269,6 +269,7 @@ fn follow(
     let mut commit_failures = 0u64;
     let mut published: Option<Health> = None;
     let mut last_health = Instant::now() - args.commit_interval;
+    let mut final_look = false;
     loop {
         let step = follower
             .step(&mut analyzer, if more { Duration::ZERO } else { tick })
@@ -280,8 +281,18 @@ fn follow(
         if step.bytes > 0 {
             announce(&analyzer, &names, &mut announced);
         }
-        let reload = signals.hup.swap(false, Ordering::Relaxed);
         let stopping = signals.term.load(Ordering::Relaxed);
+        if stopping && !final_look {
+            // Before the last commit, one look at every file, so that each
+            // is on record (a file that appeared just now and is then
+            // rotated away while keywatch is stopped is a gap at the next
+            // start, not a silent loss). One step: a stop stays prompt.
+            final_look = true;
+            follower.look_everywhere();
+            more = true;
+            continue;
+        }
+        let reload = signals.hup.swap(false, Ordering::Relaxed);
         let mut next = None;
         if reload {
             // The new configuration is read and checked before it replaces

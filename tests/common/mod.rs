@@ -182,6 +182,12 @@ impl<'k> Daemon<'k> {
         ];
         args.extend_from_slice(extra);
         args.push(pattern);
+        Daemon::spawn(kw, &args, env)
+    }
+
+    /// Starts `keywatch ARGS` (the whole command line) with the test secret,
+    /// its standard error in `daemon.err`.
+    pub fn spawn(kw: &'k Kw, args: &[&str], env: &[(&str, &str)]) -> Daemon<'k> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -191,7 +197,7 @@ impl<'k> Daemon<'k> {
             .cmd()
             .env("KEYWATCH_KEY_SECRET", TEST_SECRET)
             .envs(env.iter().copied())
-            .args(&args)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

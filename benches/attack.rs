@@ -6,17 +6,18 @@
 //! Run: `cargo bench --bench attack`; `-- --generate FILE` only writes the
 //! log (`benches/memory.sh` uses it).
 
+mod common;
+
 use std::io::{BufWriter, Write};
 use std::time::Instant;
 
+use common::FORMAT;
 use keywatch::format;
 use keywatch::keys::{Extractor, KeySecret, KeySources};
 use keywatch::pipeline::Engine;
 use keywatch::source::Input;
 use keywatch::source::scan::{ScanOptions, scan};
 use keywatch::zone::Zone;
-
-const FORMAT: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time "$http_x_api_key""#;
 
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")

@@ -11,35 +11,41 @@
 //! length). Exits non-zero if an incident is missed or a behaviour finding
 //! is about a key that never worked, so it can gate a change.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufWriter, Write};
 use std::process::Command;
 
+use common::{FORMAT, Rng};
 use keywatch::keys::{Extractor, KeySecret, KeySources};
 
 const SECRET: &str = "noise-benchmark-secret-0123456789";
-const FORMAT: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time "$http_x_api_key""#;
 /// 2026-11-20T00:00:00Z.
 const START: i64 = 1_795_132_800;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn key(&mut self, prefix: &str) -> String {
-        const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let body: String = (0..32)
-            .map(|_| ALNUM[self.below(62) as usize] as char)
-            .collect();
-        format!("{prefix}{body}")
+/// `n` rejected requests, each with a new key never accepted; `at(i)` gives
+/// the time and client of the `i`-th.
+fn guesses(
+    rng: &mut Rng,
+    lines: &mut Vec<Line>,
+    never: &mut HashSet<String>,
+    n: i64,
+    agent: &str,
+    at: impl Fn(i64) -> (i64, String),
+) {
+    for i in 0..n {
+        let key = rng.key("nk_");
+        let (t, ip) = at(i);
+        lines.push(Line {
+            t,
+            ip,
+            target: "/v1/items".into(),
+            status: 401,
+            agent: agent.into(),
+            key: key.clone(),
+        });
+        never.insert(key);
     }
 }
 
@@ -209,18 +215,14 @@ fn main() {
     let last = START + (days - 1) * 86_400;
     let mut incidents = Vec::new();
     // A brute force: 200 keys in five minutes from one client.
-    for i in 0..200 {
-        let key = rng.key("nk_");
-        lines.push(Line {
-            t: last + 3 * 3600 + i * 3 / 2,
-            ip: "198.51.100.23".into(),
-            target: "/v1/items".into(),
-            status: 401,
-            agent: "python-requests/2.32.3".into(),
-            key: key.clone(),
-        });
-        never.insert(key);
-    }
+    guesses(
+        &mut rng,
+        &mut lines,
+        &mut never,
+        200,
+        "python-requests/2.32.3",
+        |i| (last + 3 * 3600 + i * 3 / 2, "198.51.100.23".into()),
+    );
     incidents.push(Incident {
         what: "brute force from one client",
         rule: "key_bruteforce",
@@ -228,18 +230,12 @@ fn main() {
         client: Some("198.51.100.23".into()),
     });
     // Guessing spread over 80 addresses: 160 keys in ten minutes.
-    for i in 0..160 {
-        let key = rng.key("nk_");
-        lines.push(Line {
-            t: last + 11 * 3600 + i * 3,
-            ip: format!("203.0.113.{}", 1 + i % 80),
-            target: "/v1/items".into(),
-            status: 401,
-            agent: "curl/8.5.0".into(),
-            key: key.clone(),
-        });
-        never.insert(key);
-    }
+    guesses(&mut rng, &mut lines, &mut never, 160, "curl/8.5.0", |i| {
+        (
+            last + 11 * 3600 + i * 3,
+            format!("203.0.113.{}", 1 + i % 80),
+        )
+    });
     incidents.push(Incident {
         what: "guessing spread over 80 clients",
         rule: "key_bruteforce",
@@ -247,18 +243,9 @@ fn main() {
         client: None,
     });
     // Low and slow: a new key every two minutes for three hours.
-    for i in 0..90 {
-        let key = rng.key("nk_");
-        lines.push(Line {
-            t: last + 22 * 3600 + i * 120,
-            ip: "192.0.2.77".into(),
-            target: "/v1/items".into(),
-            status: 401,
-            agent: "curl/8.5.0".into(),
-            key: key.clone(),
-        });
-        never.insert(key);
-    }
+    guesses(&mut rng, &mut lines, &mut never, 90, "curl/8.5.0", |i| {
+        (last + 22 * 3600 + i * 120, "192.0.2.77".into())
+    });
     incidents.push(Incident {
         what: "low-and-slow guessing",
         rule: "key_bruteforce",
@@ -266,18 +253,9 @@ fn main() {
         client: Some("192.0.2.77".into()),
     });
     // A guesser that got in.
-    for i in 0..10 {
-        let key = rng.key("nk_");
-        lines.push(Line {
-            t: last + 6 * 3600 + i,
-            ip: "198.51.100.99".into(),
-            target: "/v1/items".into(),
-            status: 401,
-            agent: "curl/8.5.0".into(),
-            key: key.clone(),
-        });
-        never.insert(key);
-    }
+    guesses(&mut rng, &mut lines, &mut never, 10, "curl/8.5.0", |i| {
+        (last + 6 * 3600 + i, "198.51.100.99".into())
+    });
     let guessed = rng.key("nk_");
     for i in 0..5 {
         lines.push(Line {

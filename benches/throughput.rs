@@ -13,36 +13,19 @@
 //! its key in the query string, nginx `\xHH` escapes in some user agents and
 //! referers, keyless health checks.
 
+mod common;
+
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use common::{FORMAT, Rng};
 use keywatch::format;
 use keywatch::keys::{Extractor, KeySecret, KeySources};
 use keywatch::pipeline::Engine;
 use keywatch::source::Input;
 use keywatch::source::scan::{ScanOptions, scan};
 use keywatch::zone::Zone;
-
-pub const FORMAT: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time "$http_x_api_key""#;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 fn generate(path: &PathBuf, lines: u64) -> std::io::Result<u64> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);

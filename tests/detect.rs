@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Kw, TEST_FORMAT, TEST_SECRET, line, random_key, scan_json, stderr};
+use common::{Kw, TEST_FORMAT, TEST_SECRET, at, line, random_key, scan_json, stderr};
 use keywatch::keys::{Extractor, KeySecret, KeySources};
 use serde_json::Value;
 
@@ -482,22 +482,6 @@ fn false_positive_traps_stay_quiet() {
     ]);
     let f = findings(&kw, "", &log);
     assert!(f.is_empty(), "{f:?}");
-}
-
-/// A log line at `secs` seconds after 2025-11-20T00:00:00Z.
-fn at(secs: i64, ip: &str, status: u16, key: &str) -> String {
-    let t = chrono::DateTime::from_timestamp(1_763_596_800 + secs, 0).unwrap();
-    format!(
-        "{}\n",
-        line(
-            ip,
-            &t.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
-            "/v1/items",
-            status,
-            "-",
-            key
-        )
-    )
 }
 
 /// `per_bucket(b)` requests in 5-minute bucket b, spread inside it.

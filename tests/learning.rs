@@ -8,25 +8,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::{
-    Daemon, Kw, TEST_FORMAT, alert_list, committed_lines, line, random_key, scan_json, wait_until,
+    Daemon, Kw, TEST_FORMAT, alert_list, at, committed_lines, random_key, scan_json, wait_until,
 };
 use serde_json::Value;
-
-/// A log line at `secs` seconds after 2025-11-20T00:00:00Z.
-fn at(secs: i64, ip: &str, status: u16, key: &str) -> String {
-    let t = chrono::DateTime::from_timestamp(1_763_596_800 + secs, 0).unwrap();
-    format!(
-        "{}\n",
-        line(
-            ip,
-            &t.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
-            "/v1/items",
-            status,
-            "-",
-            key
-        )
-    )
-}
 
 fn ms(t: &Value) -> i64 {
     chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap())

@@ -140,6 +140,22 @@ pub const TEST_FORMAT: &str = r#"$remote_addr - $remote_user [$time_local] "$req
 pub const TEST_SECRET: &str = "follow-tests-secret-0123456789";
 
 /// Waits for `cond` with a deadline; panics with `what` when it passes.
+/// A log line (`/v1/items`) at `secs` seconds after 2025-11-20T00:00:00Z.
+pub fn at(secs: i64, ip: &str, status: u16, key: &str) -> String {
+    let t = chrono::DateTime::from_timestamp(1_763_596_800 + secs, 0).unwrap();
+    format!(
+        "{}\n",
+        line(
+            ip,
+            &t.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+            "/v1/items",
+            status,
+            "-",
+            key
+        )
+    )
+}
+
 pub fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + timeout;
     while !cond() {

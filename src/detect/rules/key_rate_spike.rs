@@ -220,9 +220,10 @@ fn roll_rate(
     let done = r.count;
     let start = r.bucket * BUCKET_MS;
     if let Some((baseline, extreme)) = judge(r, done, start, cfg) {
-        if spikes.open.get(&id).is_some_and(|o| o.resolved_ms.is_some()) {
-            // The last spike was over: this is a new one.
-            let o = spikes.open.remove(&id).unwrap();
+        // The last spike was over: this is a new one.
+        if spikes.open.get(&id).is_some_and(|o| o.resolved_ms.is_some())
+            && let Some(o) = spikes.open.remove(&id)
+        {
             spikes.end(id, o);
         }
         let run = (r.run_start, r.run_count);

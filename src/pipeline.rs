@@ -91,8 +91,37 @@ pub struct Analyzer<'e> {
     pub last_time_ms: Option<i64>,
     /// Rules that need requests in order, when this analyzer sees them in order.
     pub ordered: Option<crate::detect::ordered::OrderedDetectors>,
-    /// Otherwise (one piece of a parallel scan) their input, to replay in order.
-    events: Option<Vec<crate::detect::ordered::Event>>,
+    /// One piece of a parallel scan: what usage and the ordered rules take
+    /// from each line, to be replayed in log order by [`Analyzer::merge`].
+    rows: Option<Rows>,
+}
+
+/// What usage and the ordered rules take from one line.
+struct Row {
+    day: chrono::NaiveDate,
+    bucket: u16,
+    status: Option<u16>,
+    latency_ms: Option<u32>,
+    /// Where the line's endpoint ends in [`Rows::endpoints`] (it starts
+    /// where the previous row's ends).
+    endpoint_end: usize,
+    time_ms: i64,
+    bytes: u64,
+    client: u128,
+    ua: u64,
+    key: Option<crate::keys::KeyRef>,
+}
+
+/// The rows of a piece of a parallel scan, in log order: the parsing,
+/// key extraction and plain rules of a piece run on a worker thread; usage
+/// and the rules that need log order take the rows on the merging thread.
+/// So usage sees every line in the same order whatever the number of
+/// threads (the same output, the flood's folding of light keys included),
+/// and there is one usage table, not one per piece.
+#[derive(Default)]
+pub struct Rows {
+    rows: Vec<Row>,
+    endpoints: String,
 }
 
 impl<'e> Analyzer<'e> {
@@ -112,17 +141,17 @@ impl<'e> Analyzer<'e> {
             skipped: Vec::new(),
             last_time_ms: None,
             ordered: engine.rules.ordered(),
-            events: None,
+            rows: None,
         }
     }
 
-    /// An analyzer for one piece of a file read in parallel: the ordered
-    /// rules' input is kept, to be replayed in order by [`Analyzer::merge`].
+    /// An analyzer for one piece of a file read in parallel: the input of
+    /// usage and of the ordered rules is kept, to be replayed in order by
+    /// [`Analyzer::merge`].
     pub fn recording(engine: &'e Engine) -> Self {
         let mut a = Analyzer::new(engine);
-        if a.ordered.take().is_some() {
-            a.events = Some(Vec::new());
-        }
+        a.ordered = None;
+        a.rows = Some(Rows::default());
         a
     }
 
@@ -270,33 +299,36 @@ impl<'e> Analyzer<'e> {
             }
             _ => self.endpoint.clear(),
         }
-        self.usage.record(&Hit {
+        self.detectors.observe(&req);
+        let ua = match (key, &rec.user_agent) {
+            (Some(_), Some(u)) => std::hash::BuildHasher::hash_one(&self.ua_hasher, u.raw),
+            _ => 0,
+        };
+        let row = Row {
             day,
             bucket: self.days.bucket_5m(rec.time_ms),
-            endpoint: &self.endpoint,
-            time_ms: rec.time_ms,
-            key,
             status: rec.status,
-            bytes: rec.bytes.unwrap_or(0),
             latency_ms: rec.request_time_ms,
+            endpoint_end: 0,
+            time_ms: rec.time_ms,
+            bytes: rec.bytes.unwrap_or(0),
             client,
-        });
-        self.detectors.observe(&req);
-        if let Some(key) = key {
-            let ua = rec.user_agent.map_or(0, |u| {
-                std::hash::BuildHasher::hash_one(&self.ua_hasher, u.raw)
-            });
-            let ev = crate::detect::ordered::Event {
-                time_ms: rec.time_ms,
-                client,
-                key,
-                status: rec.status.unwrap_or(0),
-                ua,
-            };
-            if let Some(o) = &mut self.ordered {
-                o.observe(&ev);
-            } else if let Some(events) = &mut self.events {
-                events.push(ev);
+            ua,
+            key,
+        };
+        match &mut self.rows {
+            Some(rows) => {
+                rows.endpoints.push_str(&self.endpoint);
+                rows.rows.push(Row {
+                    endpoint_end: rows.endpoints.len(),
+                    ..row
+                });
+            }
+            None => {
+                row.to_usage(&mut self.usage, &self.endpoint);
+                if let Some(o) = &mut self.ordered {
+                    row.to_ordered(o);
+                }
             }
         }
         Some(rec.time_ms)
@@ -368,18 +400,96 @@ impl<'e> Analyzer<'e> {
 
     /// Folds in the analyzer of the input that follows this one.
     pub fn merge(&mut self, other: Analyzer<'_>) {
-        if let Some(events) = other.events {
-            match (&mut self.ordered, &mut self.events) {
-                (Some(o), _) => events.iter().for_each(|e| o.observe(e)),
-                (None, Some(mine)) => mine.extend(events),
-                (None, None) => {}
-            }
+        if let (Some(rows), Some(o)) = (self.merge_piece(other), &mut self.ordered) {
+            rows.replay(o);
         }
+    }
+
+    /// Folds in the analyzer of the input that follows this one, but for
+    /// the ordered rules: usage takes a piece's rows here, and they are
+    /// given back for the ordered rules to take next ([`Rows::replay`],
+    /// perhaps on another thread, as [`Analyzer::take_ordered`] allows).
+    pub fn merge_piece(&mut self, other: Analyzer<'_>) -> Option<Rows> {
+        let rows = other.rows.and_then(|theirs| match &mut self.rows {
+            Some(mine) => {
+                let base = mine.endpoints.len();
+                mine.endpoints.push_str(&theirs.endpoints);
+                mine.rows.extend(theirs.rows.into_iter().map(|r| Row {
+                    endpoint_end: base + r.endpoint_end,
+                    ..r
+                }));
+                None
+            }
+            None => {
+                theirs.each(|row, endpoint| row.to_usage(&mut self.usage, endpoint));
+                Some(theirs)
+            }
+        });
         self.usage.merge(&other.usage);
         self.detectors.merge(other.detectors);
         self.totals.add(&other.totals);
         let room = SKIPPED_KEPT.saturating_sub(self.skipped.len());
         self.skipped.extend(other.skipped.into_iter().take(room));
+        rows
+    }
+
+    /// The ordered rules, taken out to run on another thread while pieces
+    /// are merged; [`Analyzer::put_ordered`] puts them back.
+    pub fn take_ordered(&mut self) -> Option<crate::detect::ordered::OrderedDetectors> {
+        self.ordered.take()
+    }
+
+    pub fn put_ordered(&mut self, o: Option<crate::detect::ordered::OrderedDetectors>) {
+        self.ordered = o;
+    }
+}
+
+impl Row {
+    fn to_usage(&self, usage: &mut Usage, endpoint: &str) {
+        usage.record(&Hit {
+            day: self.day,
+            bucket: self.bucket,
+            endpoint,
+            time_ms: self.time_ms,
+            key: self.key,
+            status: self.status,
+            bytes: self.bytes,
+            latency_ms: self.latency_ms,
+            client: self.client,
+        });
+    }
+
+    fn to_ordered(&self, o: &mut crate::detect::ordered::OrderedDetectors) {
+        if let Some(key) = self.key {
+            o.observe(&crate::detect::ordered::Event {
+                time_ms: self.time_ms,
+                client: self.client,
+                key,
+                status: self.status.unwrap_or(0),
+                ua: self.ua,
+            });
+        }
+    }
+}
+
+impl Rows {
+    /// Each row in order, with its endpoint.
+    fn each(&self, mut f: impl FnMut(&Row, &str)) {
+        let mut start = 0;
+        for row in &self.rows {
+            f(
+                row,
+                self.endpoints
+                    .get(start..row.endpoint_end)
+                    .unwrap_or_default(),
+            );
+            start = row.endpoint_end;
+        }
+    }
+
+    /// The ordered rules take the rows, in log order.
+    pub fn replay(&self, o: &mut crate::detect::ordered::OrderedDetectors) {
+        self.rows.iter().for_each(|r| r.to_ordered(o));
     }
 }
 

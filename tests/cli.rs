@@ -514,6 +514,76 @@ fn large_files_scan_the_same_on_one_thread_and_many() {
     );
 }
 
+/// Past 50,000 keys a day the lightest are folded into one row; which ones
+/// depends on the order keys come in, so the folding must see the file in
+/// log order on any number of threads (a flood of 70,000 guessed keys
+/// around three real ones, in a file cut into two pieces).
+#[test]
+fn a_flood_past_the_key_cap_scans_the_same_on_one_thread_and_two() {
+    let kw = Kw::new();
+    let real: Vec<String> = (0..3).map(|_| random_key("kwt_", 28)).collect();
+    let mut text = String::with_capacity(16 << 20);
+    for i in 0..70_000u64 {
+        let secs = i * 86_000 / 70_000;
+        let t = format!(
+            "27/Nov/2026:{:02}:{:02}:{:02} +0000",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+        let guessed = random_key("kwt_", 28);
+        let client = format!("203.0.113.{}", i % 250);
+        text.push_str(&line(&client, &t, "/v1/items", 401, "-", &guessed));
+        text.push('\n');
+        // The real keys, now and then (and a guessed key tried twice).
+        if i % 7 == 0 {
+            let k = &real[(i % 3) as usize];
+            text.push_str(&line("198.51.100.7", &t, "/v1/orders/42", 200, "-", k));
+            text.push('\n');
+        }
+        if i % 11 == 0 {
+            text.push_str(&line(&client, &t, "/v1/items", 401, "-", &guessed));
+            text.push('\n');
+        }
+    }
+    assert!(text.len() > 9 << 20, "more than one piece of 8 MiB");
+    let log = kw.write("flood.log", &text);
+    let run = |threads: &str, out: &str| {
+        let o = kw.run(&[
+            "--timezone",
+            "UTC",
+            "scan",
+            "-o",
+            out,
+            "-j",
+            threads,
+            "-f",
+            TEST_FORMAT,
+            log.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    for out in ["json", "text"] {
+        let (one, two) = (run("1", out), run("2", out));
+        // The first line that differs, not megabytes of output.
+        let differ = one.lines().zip(two.lines()).position(|(a, b)| a != b);
+        assert_eq!(differ, None, "-o {out}: line {differ:?} differs");
+        assert_eq!(one.len(), two.len(), "-o {out}");
+        if out == "json" {
+            let summary = json_lines(&one)
+                .into_iter()
+                .find(|v| v["type"] == "summary")
+                .expect("a summary line");
+            assert!(
+                summary["other_keys"]["keys"].as_u64().unwrap_or(0) > 0,
+                "the flood went past the cap: {}",
+                summary["other_keys"]
+            );
+        }
+    }
+}
+
 #[test]
 fn over_long_lines_are_counted_not_buffered() {
     let kw = Kw::new();

@@ -13,6 +13,30 @@ use crate::keys::KeyId;
 use crate::usage::{DayUsage, KeyLabel, KeyUsage};
 use crate::zone::Zone;
 
+/// The counts of a day's keys added up.
+#[derive(Default)]
+struct Sums {
+    requests: u64,
+    classes: [u64; 6],
+    rejected: u64,
+    bytes: u64,
+    hours: [u64; 24],
+}
+
+impl Sums {
+    fn add(&mut self, u: &KeyUsage) {
+        self.requests += u.requests;
+        for (a, b) in self.classes.iter_mut().zip(u.classes) {
+            *a += b;
+        }
+        self.rejected += u.rejected();
+        self.bytes += u.bytes;
+        for (a, b) in self.hours.iter_mut().zip(u.detail().hours()) {
+            *a += b;
+        }
+    }
+}
+
 /// Top endpoints and clients shown per key.
 pub const TOP_SHOWN: usize = 5;
 
@@ -238,8 +262,8 @@ fn q(u: &KeyUsage, p: f64) -> Option<f64> {
     u.latency.quantile(p).map(|ms| f64::from(ms) / 1000.0)
 }
 
-fn errors(u: &KeyUsage) -> u64 {
-    u.classes[4] + u.rejected()
+fn errors(u: &Sums) -> u64 {
+    u.classes[4] + u.rejected
 }
 
 fn ratio(now: u64, then: u64) -> Option<f64> {
@@ -288,9 +312,11 @@ impl Daily {
             gap_bytes: ctx.gap_bytes,
             ..DayTotals::default()
         };
-        let mut all = KeyUsage::default();
+        // The day's totals: sums of counts, not a merge of every key's
+        // clients and endpoints (which the totals do not show).
+        let mut all = Sums::default();
         for u in d.keys.values().chain([&d.keyless, &d.other]) {
-            all.merge(u);
+            all.add(u);
         }
         totals.requests = all.requests;
         totals.keyless = d.keyless.requests;
@@ -301,9 +327,9 @@ impl Daily {
         {
             totals.status.insert(name, n);
         }
-        totals.rejected = all.rejected();
+        totals.rejected = all.rejected;
         totals.bytes = all.bytes;
-        totals.hours = all.detail().hours();
+        totals.hours = all.hours;
 
         let mut rules_of: BTreeMap<KeyId, std::collections::BTreeSet<&str>> = BTreeMap::new();
         for f in &todays {
@@ -387,9 +413,9 @@ impl Daily {
                     continue;
                 };
                 if let Some(t) = other.get(&then_day) {
-                    let mut then = KeyUsage::default();
+                    let mut then = Sums::default();
                     for u in t.keys.values().chain([&t.keyless, &t.other]) {
-                        then.merge(u);
+                        then.add(u);
                     }
                     compared.insert(
                         label,

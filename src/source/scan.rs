@@ -159,11 +159,14 @@ fn chunk_starts(file: &File, size: u64, parts: u64) -> io::Result<Vec<u64>> {
 const PIECE_BYTES: u64 = 8 << 20;
 
 /// Reads a large file on several threads: it is cut into pieces at line
-/// boundaries; workers take pieces in turn and analyse them, recording the
-/// ordered rules' events; this thread merges the pieces in file order and
-/// replays those events, so every rule sees the requests in log order and
-/// the result is the same on any number of threads. Workers stay at most a
-/// few pieces ahead, so memory does not grow with the file.
+/// boundaries; workers take pieces in turn, parse them, find their keys and
+/// run the plain rules, recording what usage and the ordered rules take
+/// from each line ([`crate::pipeline::Rows`]). This thread merges the
+/// pieces in file order and gives their rows to usage; one more thread
+/// gives them, in the same order, to the ordered rules. So usage and every
+/// rule see the requests in log order, and the result is the same on any
+/// number of threads. Workers stay at most a few pieces ahead, so memory
+/// does not grow with the file.
 fn scan_parallel<'e>(
     mut merged: Analyzer<'e>,
     engine: &'e Engine,
@@ -182,7 +185,20 @@ fn scan_parallel<'e>(
     let next = AtomicUsize::new(0);
     let merged_upto = AtomicUsize::new(0);
     let ahead = opts.threads;
+    let ordered = merged.take_ordered();
+    let has_ordered = ordered.is_some();
     std::thread::scope(|scope| {
+        // The ordered rules, a piece behind the merge.
+        let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel::<crate::pipeline::Rows>(1);
+        let ordered = scope.spawn(move || {
+            let mut ordered = ordered;
+            for rows in rows_rx {
+                if let Some(o) = &mut ordered {
+                    rows.replay(o);
+                }
+            }
+            ordered
+        });
         let (tx, rx) =
             std::sync::mpsc::sync_channel::<(usize, io::Result<Analyzer<'e>>)>(opts.threads);
         for _ in 0..opts.threads {
@@ -242,11 +258,19 @@ fn scan_parallel<'e>(
                 for s in &mut piece.skipped {
                     s.line += before;
                 }
-                merged.merge(piece);
+                if let Some(rows) = merged.merge_piece(piece).filter(|_| has_ordered) {
+                    // Only fails if the rules' thread panicked: join says so.
+                    let _ = rows_tx.send(rows);
+                }
                 want += 1;
                 merged_upto.store(want, Ordering::SeqCst);
             }
         }
+        drop(rows_tx);
+        let ordered = ordered
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        merged.put_ordered(ordered);
         Ok(merged)
     })
 }

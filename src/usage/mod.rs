@@ -271,28 +271,26 @@ pub struct Hit<'a> {
 impl Usage {
     pub fn record(&mut self, hit: &Hit<'_>) {
         let day = self.days.entry(hit.day).or_default();
-        if let Some(k) = hit.key
-            && day.keys.len() >= MAX_KEYS_PER_DAY
-            && !day.keys.contains_key(&k.id)
-        {
-            let evicted = day.evict_lightest();
-            self.forget_labels(evicted);
-        }
-        let day = self.days.entry(hit.day).or_default();
-        let usage = match hit.key {
-            Some(k) => match day.keys.get_mut(&k.id) {
-                Some(u) => u,
-                None => {
-                    self.labels.entry(k.id).or_insert(KeyLabel {
-                        masked: k.masked,
-                        name: k.name,
-                    });
-                    day.keys.entry(k.id).or_default()
-                }
-            },
-            None => &mut day.keyless,
+        let Some(k) = hit.key else {
+            day.keyless.record(hit);
+            return;
         };
-        usage.record(hit);
+        if let Some(u) = day.keys.get_mut(&k.id) {
+            u.record(hit);
+            return;
+        }
+        // A key new to the day.
+        let evicted = if day.keys.len() >= MAX_KEYS_PER_DAY {
+            day.evict_lightest()
+        } else {
+            Vec::new()
+        };
+        day.keys.entry(k.id).or_default().record(hit);
+        self.labels.entry(k.id).or_insert(KeyLabel {
+            masked: k.masked,
+            name: k.name,
+        });
+        self.forget_labels(evicted);
     }
 
     pub fn merge(&mut self, other: &Usage) {

@@ -96,6 +96,15 @@ pub struct Analyzer<'e> {
     rows: Option<Rows>,
 }
 
+/// A thread's buffers and caches, handed from one piece to the next.
+#[derive(Default)]
+pub struct Scratch {
+    parse: ParseScratch,
+    keys: KeyScratch,
+    /// Rows of an earlier piece, taken again (their memory, not their rows).
+    pub rows: Rows,
+}
+
 /// What usage and the ordered rules take from one line.
 struct Row {
     day: chrono::NaiveDate,
@@ -147,12 +156,28 @@ impl<'e> Analyzer<'e> {
 
     /// An analyzer for one piece of a file read in parallel: the input of
     /// usage and of the ordered rules is kept, to be replayed in order by
-    /// [`Analyzer::merge`].
-    pub fn recording(engine: &'e Engine) -> Self {
+    /// [`Analyzer::merge`]. `scratch` is what the thread's previous piece
+    /// left ([`Analyzer::take_scratch`]).
+    pub fn recording(engine: &'e Engine, scratch: Scratch) -> Self {
         let mut a = Analyzer::new(engine);
         a.ordered = None;
-        a.rows = Some(Rows::default());
+        let mut rows = scratch.rows;
+        rows.clear();
+        a.rows = Some(rows);
+        a.parse = scratch.parse;
+        a.keys = scratch.keys;
         a
+    }
+
+    /// The buffers and caches of this analyzer, for the thread's next piece:
+    /// the key-id cache above all, so a key is identified (HMAC) once a
+    /// thread rather than once a piece.
+    pub fn take_scratch(&mut self) -> Scratch {
+        Scratch {
+            parse: std::mem::take(&mut self.parse),
+            keys: std::mem::take(&mut self.keys),
+            rows: Rows::default(),
+        }
     }
 
     /// Every finding so far, ordered.
@@ -485,6 +510,12 @@ impl Rows {
             );
             start = row.endpoint_end;
         }
+    }
+
+    /// Empties the rows, keeping their memory.
+    pub fn clear(&mut self) {
+        self.rows.clear();
+        self.endpoints.clear();
     }
 
     /// The ordered rules take the rows, in log order.

@@ -130,12 +130,12 @@ fn read_into<'e, R: Read>(
     Ok(a)
 }
 
-/// Where each piece starts: `parts` roughly equal parts, each moved to just after a newline.
-fn chunk_starts(file: &File, size: u64, parts: u64) -> io::Result<Vec<u64>> {
+/// Where each piece starts: at each of `cuts`, moved to just after a newline.
+fn chunk_starts(file: &File, size: u64, cuts: &[u64]) -> io::Result<Vec<u64>> {
     let mut starts = vec![0];
     let mut window = vec![0u8; 64 << 10];
-    for k in 1..parts {
-        let mut pos = (size * k / parts).max(*starts.last().unwrap_or(&0));
+    for &cut in cuts {
+        let mut pos = cut.max(*starts.last().unwrap_or(&0));
         loop {
             let n = file.read_at(&mut window, pos)?;
             if n == 0 {
@@ -157,6 +157,44 @@ fn chunk_starts(file: &File, size: u64, parts: u64) -> io::Result<Vec<u64>> {
 
 /// How much of a file one piece of a parallel scan covers.
 const PIECE_BYTES: u64 = 8 << 20;
+/// The first and last pieces are smaller, down to this: the merging thread
+/// waits for the first piece, and the last pieces' usage, rules and the
+/// report come after every worker is done.
+const EDGE_PIECE_BYTES: u64 = 1 << 20;
+
+/// Where pieces are cut in a file of `size` bytes, to keep `threads`
+/// workers busy: pieces of [`PIECE_BYTES`], at least one a thread, halving
+/// towards both ends of the file down to [`EDGE_PIECE_BYTES`].
+fn cuts(size: u64, threads: u64) -> Vec<u64> {
+    let piece = PIECE_BYTES.min(size.div_ceil(threads.max(1)));
+    let mut edge = Vec::new();
+    let mut p = EDGE_PIECE_BYTES.min(piece);
+    while p < piece {
+        edge.push(p);
+        p *= 2;
+    }
+    let edges: u64 = edge.iter().sum();
+    let mut sizes = edge.clone();
+    if size > 2 * edges {
+        let middle = size - 2 * edges;
+        let n = middle.div_ceil(piece);
+        sizes.extend((0..n).map(|k| middle * (k + 1) / n - middle * k / n));
+        sizes.extend(edge.iter().rev());
+    } else {
+        let n = threads.max(1).max(size.div_ceil(piece));
+        sizes = (0..n).map(|k| size * (k + 1) / n - size * k / n).collect();
+    }
+    let mut at = 0;
+    let mut cuts = Vec::with_capacity(sizes.len());
+    for s in &sizes[..sizes.len() - 1] {
+        at += s;
+        if at >= size {
+            break;
+        }
+        cuts.push(at);
+    }
+    cuts
+}
 
 /// Reads a large file on several threads: it is cut into pieces at line
 /// boundaries; workers take pieces in turn, parse them, find their keys and
@@ -177,24 +215,27 @@ fn scan_parallel<'e>(
 ) -> io::Result<Analyzer<'e>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let file = File::open(path)?;
-    let starts = chunk_starts(
-        &file,
-        size,
-        size.div_ceil(PIECE_BYTES).max(opts.threads as u64),
-    )?;
+    let starts = chunk_starts(&file, size, &cuts(size, opts.threads as u64))?;
     let next = AtomicUsize::new(0);
     let merged_upto = AtomicUsize::new(0);
     let ahead = opts.threads;
     let ordered = merged.take_ordered();
     let has_ordered = ordered.is_some();
+    let spare = std::sync::Mutex::new(Vec::<crate::pipeline::Rows>::new());
     std::thread::scope(|scope| {
         // The ordered rules, a piece behind the merge.
         let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel::<crate::pipeline::Rows>(1);
+        // Rows taken by the rules go back to the workers, so a piece's rows
+        // reuse memory rather than map it afresh.
+        let spare = &spare;
         let ordered = scope.spawn(move || {
             let mut ordered = ordered;
             for rows in rows_rx {
                 if let Some(o) = &mut ordered {
                     rows.replay(o);
+                }
+                if let Ok(mut spare) = spare.lock() {
+                    spare.push(rows);
                 }
             }
             ordered
@@ -203,9 +244,10 @@ fn scan_parallel<'e>(
             std::sync::mpsc::sync_channel::<(usize, io::Result<Analyzer<'e>>)>(opts.threads);
         for _ in 0..opts.threads {
             let tx = tx.clone();
-            let (starts, next, merged_upto) = (&starts, &next, &merged_upto);
+            let (starts, next, merged_upto, spare) = (&starts, &next, &merged_upto, spare);
             let bar = opts.progress.clone();
             scope.spawn(move || {
+                let mut scratch = crate::pipeline::Scratch::default();
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     if i >= starts.len() {
@@ -230,8 +272,20 @@ fn scan_parallel<'e>(
                             },
                             engine.max_line,
                         );
-                        read_into(Analyzer::recording(engine), lines, name, 0)
+                        if let Some(rows) = spare.lock().ok().and_then(|mut s| s.pop()) {
+                            scratch.rows = rows;
+                        }
+                        read_into(
+                            Analyzer::recording(engine, std::mem::take(&mut scratch)),
+                            lines,
+                            name,
+                            0,
+                        )
                     })();
+                    let piece = piece.map(|mut a| {
+                        scratch = a.take_scratch();
+                        a
+                    });
                     if tx.send((i, piece)).is_err() {
                         return;
                     }
@@ -273,4 +327,40 @@ fn scan_parallel<'e>(
         merged.put_ordered(ordered);
         Ok(merged)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_file_small_at_its_ends() {
+        for size in [1, 100, 1 << 20, 9 << 20, 15 << 20, 200 << 20, (1 << 30) + 7] {
+            for threads in 1..=4u64 {
+                let cuts = cuts(size, threads);
+                let mut starts = vec![0];
+                starts.extend(&cuts);
+                starts.push(size);
+                let pieces: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+                assert!(
+                    pieces.iter().all(|&p| p > 0),
+                    "{size} {threads}: {pieces:?}"
+                );
+                assert!(
+                    pieces.iter().all(|&p| p <= PIECE_BYTES),
+                    "{size} {threads}: {pieces:?}"
+                );
+                if size >= threads * EDGE_PIECE_BYTES {
+                    assert!(
+                        pieces.len() as u64 >= threads,
+                        "{size} {threads}: {pieces:?}"
+                    );
+                }
+                if size >= 64 << 20 {
+                    let (first, last) = (pieces[0], pieces[pieces.len() - 1]);
+                    assert_eq!((first, last), (EDGE_PIECE_BYTES, EDGE_PIECE_BYTES));
+                }
+            }
+        }
+    }
 }

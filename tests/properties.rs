@@ -2,6 +2,8 @@
 //! whatever nginx writes parses back to exactly what it escaped, and no
 //! input of any shape makes anything panic.
 
+mod common;
+
 use keywatch::format::escape::nginx_escape;
 use keywatch::format::{self, LogFormat, ParseScratch, Text};
 use keywatch::keys::{Extractor, KeyScratch, KeySecret, KeySources};
@@ -348,6 +350,155 @@ proptest! {
                 .collect();
             prop_assert!(got == remote || named.contains(&got), "{header:?} gave {got:x}");
             prop_assert!(got >> 127 == 0, "never a client that is no address");
+        }
+    }
+}
+
+/// `scan` and `watch` read lines in batches: usage and the ordered rules
+/// take them when a batch is full or the input pauses. Against one line
+/// at a time through everything, any sequence of lines, pauses and clock
+/// ticks gives the same report and the same findings.
+mod batches {
+    use std::sync::Arc;
+
+    use keywatch::format;
+    use keywatch::keys::{Extractor, KeySecret, KeySources};
+    use keywatch::output::{self, Report};
+    use keywatch::pipeline::{Analyzer, Engine};
+    use proptest::prelude::*;
+
+    const FORMAT: &str = r#"log_format k '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time "$http_x_api_key"';"#;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A line: seconds after the previous one, client, key (0 = none),
+        /// status, path.
+        Line(u32, u8, u8, u16, u8),
+        /// The input pauses (`watch` between reads).
+        Pause,
+        /// The clock says the log has come this far (`watch`, idle).
+        Tick,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            20 => (
+                prop_oneof![4 => 0u32..3, 1 => 3u32..600],
+                0u8..40,
+                0u8..12,
+                prop_oneof![4 => Just(200u16), 2 => Just(401u16), 1 => Just(403u16), 1 => Just(500u16)],
+                0u8..6,
+            )
+                .prop_map(|(dt, c, k, s, p)| Op::Line(dt, c, k, s, p)),
+            1 => Just(Op::Pause),
+            1 => Just(Op::Tick),
+        ]
+    }
+
+    fn engine() -> Engine {
+        Engine {
+            format: format::compile(FORMAT, &["http_x_api_key".to_string()]).unwrap(),
+            extractor: Extractor::new(
+                &KeySecret::from_bytes(b"batch-property-secret"),
+                KeySources::default(),
+                &[],
+            )
+            .unwrap(),
+            zone: keywatch::zone::Zone::parse("UTC").unwrap(),
+            max_line: 1 << 16,
+            rules: Default::default(),
+            proxies: Default::default(),
+        }
+    }
+
+    /// The lines of `ops`, with their times.
+    fn lines(ops: &[Op], keys: &[String]) -> Vec<Option<(String, i64)>> {
+        let mut t = 1_795_132_800i64; // 2026-11-21T00:00:00Z
+        ops.iter()
+            .map(|op| match *op {
+                Op::Line(dt, c, k, status, p) => {
+                    t += i64::from(dt);
+                    let time = chrono::DateTime::from_timestamp(t, 0).unwrap();
+                    let key = if k == 0 { "-" } else { &keys[usize::from(k) % keys.len()] };
+                    // Keys 8 and up never work (guessed, revoked): their
+                    // rejections make episodes.
+                    let status = if k >= 8 { 401 } else { status };
+                    // Key 1 sometimes travels in the URL.
+                    let query = if k == 1 && p == 5 { format!("?api_key={key}") } else { String::new() };
+                    Some((
+                        format!(
+                            "10.0.{}.{} - - [{}] \"GET /v1/items/{}{query} HTTP/1.1\" {status} 512 \"-\" \"ua-{}\" 0.0{} \"{key}\"",
+                            c / 10,
+                            c,
+                            time.format("%d/%b/%Y:%H:%M:%S +0000"),
+                            p,
+                            c % 3,
+                            p
+                        ),
+                        t * 1000,
+                    ))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn report(a: &mut Analyzer<'_>, engine: &Engine) -> String {
+        a.finish();
+        let names: Vec<String> = Vec::new();
+        let findings = a.findings(&names);
+        let inputs = vec![("log".to_string(), a.totals)];
+        let r = Report {
+            findings: &findings,
+            usage: &a.usage,
+            totals: a.totals,
+            inputs: &inputs,
+            skipped: &a.skipped,
+            zone: &engine.zone,
+            format: engine.format.name(),
+            names: &names,
+            history: None,
+            rotation_days: 90,
+        };
+        let mut out = Vec::new();
+        output::json::render(&r, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        #[test]
+        fn batched_lines_report_as_lines_one_at_a_time(
+            ops in proptest::collection::vec(op(), 1..5000),
+            pauses in any::<bool>(),
+        ) {
+            let engine = engine();
+            let keys: Vec<String> = (0..12).map(|i| format!("kwb_{}", super::common::random_key("", 24 + i % 3))).collect();
+            let file: Arc<str> = "log".into();
+            let lines = lines(&ops, &keys);
+            let (mut one, mut batched) = (Analyzer::new(&engine), Analyzer::new(&engine));
+            let mut now = 0;
+            for (n, (op, line)) in ops.iter().zip(&lines).enumerate() {
+                match (op, line) {
+                    (_, Some((l, t))) => {
+                        one.line(l.as_bytes(), &file, n as u64 + 1);
+                        batched.line_deferred(l.as_bytes(), &file, n as u64 + 1);
+                        now = *t;
+                    }
+                    // Without pauses or ticks, batches fill up to their size.
+                    (Op::Pause, _) if pauses => batched.flush(),
+                    (Op::Tick, _) if pauses => {
+                        one.advance(now + 1000);
+                        batched.advance(now + 1000);
+                    }
+                    _ => {}
+                }
+            }
+            prop_assert_eq!(one.totals, batched.totals);
+            let (a, b) = (report(&mut one, &engine), report(&mut batched, &engine));
+            prop_assert!(a.contains("\"type\":\"summary\""));
+            prop_assert_eq!(a, b);
         }
     }
 }

@@ -177,6 +177,10 @@ impl LineSink for Counting<'_> {
         self.totals.skipped += 1;
         self.inner.too_long(file, line_no, len, head);
     }
+
+    fn flush(&mut self) {
+        self.inner.flush();
+    }
 }
 
 /// What one step did.
@@ -303,6 +307,7 @@ impl Follower {
             missing_grace: opts.missing_grace,
         };
         let r = work(s, &mut ctx);
+        ctx.sink.flush();
         (r, totals)
     }
 

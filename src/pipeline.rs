@@ -91,21 +91,10 @@ pub struct Analyzer<'e> {
     pub last_time_ms: Option<i64>,
     /// Rules that need requests in order, when this analyzer sees them in order.
     pub ordered: Option<crate::detect::ordered::OrderedDetectors>,
-    /// What usage and the ordered rules take from the lines read but not
-    /// yet given to them: a batch at most (see [`BATCH_ROWS`]), or a whole
-    /// piece of a parallel scan when `recording`.
-    rows: Rows,
-    /// One piece of a parallel scan: the rows are kept, to be replayed in
-    /// log order by [`Analyzer::merge_piece`].
-    recording: bool,
+    /// One piece of a parallel scan: what usage and the ordered rules take
+    /// from each line, to be replayed in log order by [`Analyzer::merge`].
+    rows: Option<Rows>,
 }
-
-/// Lines read into rows before usage and the ordered rules take them, when
-/// lines come in a stream ([`Analyzer::line_deferred`]). Parsing and key
-/// extraction of a batch, then usage and the rules over it, each with its
-/// own code and data hot in the caches: 12% less time than a line at a
-/// time through everything (`benches/vs_mawk.sh`, one thread).
-const BATCH_ROWS: usize = 1024;
 
 /// A thread's buffers and caches, handed from one piece to the next.
 #[derive(Default)]
@@ -161,8 +150,7 @@ impl<'e> Analyzer<'e> {
             skipped: Vec::new(),
             last_time_ms: None,
             ordered: engine.rules.ordered(),
-            rows: Rows::default(),
-            recording: false,
+            rows: None,
         }
     }
 
@@ -173,9 +161,9 @@ impl<'e> Analyzer<'e> {
     pub fn recording(engine: &'e Engine, scratch: Scratch) -> Self {
         let mut a = Analyzer::new(engine);
         a.ordered = None;
-        a.recording = true;
-        a.rows = scratch.rows;
-        a.rows.clear();
+        let mut rows = scratch.rows;
+        rows.clear();
+        a.rows = Some(rows);
         a.parse = scratch.parse;
         a.keys = scratch.keys;
         a
@@ -192,36 +180,8 @@ impl<'e> Analyzer<'e> {
         }
     }
 
-    /// Gives the lines read so far to usage and the ordered rules (a
-    /// recording analyzer keeps them).
-    pub fn flush(&mut self) {
-        if self.recording || self.rows.rows.is_empty() {
-            return;
-        }
-        let mut rows = std::mem::take(&mut self.rows);
-        rows.each(|row, endpoint| row.to_usage(&mut self.usage, endpoint));
-        if let Some(o) = &mut self.ordered {
-            rows.replay(o);
-        }
-        rows.clear();
-        self.rows = rows;
-    }
-
-    /// Whether every line read reached usage and the rules (see
-    /// [`Analyzer::flush`]).
-    fn flushed(&self) -> bool {
-        self.recording || self.rows.rows.is_empty()
-    }
-
-    /// The usage counted so far, taken (a commit of `watch`).
-    pub fn take_usage(&mut self) -> Usage {
-        self.flush();
-        std::mem::take(&mut self.usage)
-    }
-
     /// Every finding so far, ordered.
     pub fn findings(&self, names: &[String]) -> Vec<crate::detect::Finding> {
-        debug_assert!(self.flushed(), "findings of lines not flushed");
         let mut all = self.detectors.findings(names);
         if let Some(o) = &self.ordered {
             all.extend(o.findings(names));
@@ -237,7 +197,6 @@ impl<'e> Analyzer<'e> {
 
     /// The end of the input: the rules judge the windows still open.
     pub fn finish(&mut self) {
-        self.flush();
         if let Some(o) = &mut self.ordered {
             o.finish();
         }
@@ -246,7 +205,6 @@ impl<'e> Analyzer<'e> {
     /// The clock says `now_ms` (caught up with the files): the rules judge
     /// the windows that ended by then, without waiting for more lines.
     pub fn advance(&mut self, now_ms: i64) {
-        self.flush();
         if let Some(o) = &mut self.ordered {
             o.advance(now_ms);
         }
@@ -254,7 +212,6 @@ impl<'e> Analyzer<'e> {
 
     /// What the rules learned, for the store; `None` when no ordered rule runs.
     pub fn learned_bytes(&self) -> Option<Vec<u8>> {
-        debug_assert!(self.flushed(), "learned state of lines not flushed");
         self.ordered.as_ref().map(|o| o.save())
     }
 
@@ -281,8 +238,7 @@ impl<'e> Analyzer<'e> {
     /// What this analyzer learned, without the engine it ran on, to be
     /// taken up by one on another engine (a reload): usage not yet
     /// committed, line counts, skipped lines, and every rule's state.
-    pub fn into_state(mut self) -> Learned {
-        self.flush();
+    pub fn into_state(self) -> Learned {
         Learned {
             usage: self.usage,
             totals: self.totals,
@@ -316,14 +272,6 @@ impl<'e> Analyzer<'e> {
         self.line_with(&engine.format, line, file, line_no);
     }
 
-    /// Reads one line in the engine's format, leaving it to a batch that
-    /// usage and the ordered rules take later: call [`Analyzer::flush`]
-    /// when the input pauses or ends.
-    pub fn line_deferred(&mut self, line: &[u8], file: &Arc<str>, line_no: u64) {
-        let engine = self.engine;
-        self.read(&engine.format, line, file, line_no, true);
-    }
-
     /// Reads one line in `format` (a followed file's own); returns the
     /// line's time when it parsed.
     pub fn line_with(
@@ -332,18 +280,6 @@ impl<'e> Analyzer<'e> {
         line: &[u8],
         file: &Arc<str>,
         line_no: u64,
-    ) -> Option<i64> {
-        self.read(format, line, file, line_no, false)
-    }
-
-    /// Reads one line; `defer` leaves it to a batch.
-    fn read(
-        &mut self,
-        format: &LogFormat,
-        line: &[u8],
-        file: &Arc<str>,
-        line_no: u64,
-        defer: bool,
     ) -> Option<i64> {
         self.totals.lines += 1;
         let engine = self.engine;
@@ -405,13 +341,20 @@ impl<'e> Analyzer<'e> {
             ua,
             key,
         };
-        self.rows.endpoints.push_str(&self.endpoint);
-        self.rows.rows.push(Row {
-            endpoint_end: self.rows.endpoints.len(),
-            ..row
-        });
-        if !defer || self.rows.rows.len() >= BATCH_ROWS {
-            self.flush();
+        match &mut self.rows {
+            Some(rows) => {
+                rows.endpoints.push_str(&self.endpoint);
+                rows.rows.push(Row {
+                    endpoint_end: rows.endpoints.len(),
+                    ..row
+                });
+            }
+            None => {
+                row.to_usage(&mut self.usage, &self.endpoint);
+                if let Some(o) = &mut self.ordered {
+                    row.to_ordered(o);
+                }
+            }
         }
         Some(rec.time_ms)
     }
@@ -491,24 +434,22 @@ impl<'e> Analyzer<'e> {
     /// the ordered rules: usage takes a piece's rows here, and they are
     /// given back for the ordered rules to take next ([`Rows::replay`],
     /// perhaps on another thread, as [`Analyzer::take_ordered`] allows).
-    pub fn merge_piece(&mut self, mut other: Analyzer<'_>) -> Option<Rows> {
-        self.flush();
-        other.flush();
-        let theirs = std::mem::take(&mut other.rows);
-        let rows = if !other.recording || theirs.rows.is_empty() {
-            None
-        } else if self.recording {
-            let base = self.rows.endpoints.len();
-            self.rows.endpoints.push_str(&theirs.endpoints);
-            self.rows.rows.extend(theirs.rows.into_iter().map(|r| Row {
-                endpoint_end: base + r.endpoint_end,
-                ..r
-            }));
-            None
-        } else {
-            theirs.each(|row, endpoint| row.to_usage(&mut self.usage, endpoint));
-            Some(theirs)
-        };
+    pub fn merge_piece(&mut self, other: Analyzer<'_>) -> Option<Rows> {
+        let rows = other.rows.and_then(|theirs| match &mut self.rows {
+            Some(mine) => {
+                let base = mine.endpoints.len();
+                mine.endpoints.push_str(&theirs.endpoints);
+                mine.rows.extend(theirs.rows.into_iter().map(|r| Row {
+                    endpoint_end: base + r.endpoint_end,
+                    ..r
+                }));
+                None
+            }
+            None => {
+                theirs.each(|row, endpoint| row.to_usage(&mut self.usage, endpoint));
+                Some(theirs)
+            }
+        });
         self.usage.merge(&other.usage);
         self.detectors.merge(other.detectors);
         self.totals.add(&other.totals);
@@ -520,7 +461,6 @@ impl<'e> Analyzer<'e> {
     /// The ordered rules, taken out to run on another thread while pieces
     /// are merged; [`Analyzer::put_ordered`] puts them back.
     pub fn take_ordered(&mut self) -> Option<crate::detect::ordered::OrderedDetectors> {
-        self.flush();
         self.ordered.take()
     }
 
@@ -593,14 +533,10 @@ impl crate::source::lines::LineSink for Analyzer<'_> {
         file: &Arc<str>,
         line_no: u64,
     ) -> Option<i64> {
-        self.read(format, line, file, line_no, true)
+        self.line_with(format, line, file, line_no)
     }
 
     fn too_long(&mut self, file: &Arc<str>, line_no: u64, len: usize, head: &[u8]) {
         Analyzer::too_long(self, file, line_no, len, head);
-    }
-
-    fn flush(&mut self) {
-        Analyzer::flush(self);
     }
 }

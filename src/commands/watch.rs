@@ -365,7 +365,7 @@ fn follow(
                     .values_mut()
                     .flat_map(|s| s.gaps.clone())
                     .collect();
-                let delta = analyzer.take_usage();
+                let delta = std::mem::take(&mut analyzer.usage);
                 // (Staged anew at every attempt, so it always matches the
                 // offsets of the commit that carries it.)
                 // Small (most sites): with every commit, so even a kill

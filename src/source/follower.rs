@@ -177,10 +177,6 @@ impl LineSink for Counting<'_> {
         self.totals.skipped += 1;
         self.inner.too_long(file, line_no, len, head);
     }
-
-    fn flush(&mut self) {
-        self.inner.flush();
-    }
 }
 
 /// What one step did.
@@ -307,7 +303,6 @@ impl Follower {
             missing_grace: opts.missing_grace,
         };
         let r = work(s, &mut ctx);
-        ctx.sink.flush();
         (r, totals)
     }
 

@@ -28,9 +28,6 @@ pub trait LineSink {
 
     /// A line longer than the limit: only its length and first bytes.
     fn too_long(&mut self, file: &Arc<str>, line_no: u64, len: usize, head: &[u8]);
-
-    /// The input pauses: a sink that batches lines takes them in now.
-    fn flush(&mut self) {}
 }
 
 /// What the splitter found in a piece of input.

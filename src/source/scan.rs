@@ -123,11 +123,10 @@ fn read_into<'e, R: Read>(
     while let Some(line) = lines.next_line()? {
         n += 1;
         match line {
-            Line::Full(l) => a.line_deferred(l, name, n),
+            Line::Full(l) => a.line(l, name, n),
             Line::TooLong { len, head } => a.too_long(name, n, len, head),
         }
     }
-    a.flush();
     Ok(a)
 }
 

@@ -203,7 +203,6 @@ pub struct Follower {
     last_poll: Instant,
     last_expand: Instant,
     first_start: bool,
-    buf: super::generation::ReadBuf,
 }
 
 impl Follower {
@@ -236,7 +235,6 @@ impl Follower {
             last_expand: Instant::now(),
             first_start: saved.is_empty(),
             opts,
-            buf: Default::default(),
         };
         let mut paths: Vec<(PathBuf, bool)> =
             saved.keys().map(|s| (PathBuf::from(s), false)).collect();
@@ -261,7 +259,7 @@ impl Follower {
             let cps = saved
                 .get(&path.display().to_string())
                 .map_or(&[][..], Vec::as_slice);
-            let (r, totals) = Follower::run(&f.opts, &mut f.buf, &mut s, sink, |s, ctx| {
+            let (r, totals) = Follower::run(&f.opts, &mut s, sink, |s, ctx| {
                 s.start(cps, ctx).map(|()| Default::default())
             });
             if let Err(e) = r {
@@ -282,7 +280,6 @@ impl Follower {
     /// counted into its totals.
     fn run(
         opts: &FollowOptions,
-        buf: &mut super::generation::ReadBuf,
         s: &mut Stream,
         sink: &mut dyn LineSink,
         work: impl FnOnce(&mut Stream, &mut Ctx<'_>) -> std::io::Result<super::stream::Polled>,
@@ -294,7 +291,6 @@ impl Follower {
         };
         let mut ctx = Ctx {
             sink: &mut counting,
-            buf,
             configured: opts.format.as_ref(),
             fields: &opts.fields,
             max_line: opts.max_line,
@@ -397,9 +393,7 @@ impl Follower {
             let wanted = full || touched.contains(&path) || s.wants_more;
             if wanted {
                 let (polled, totals) =
-                    Follower::run(&self.opts, &mut self.buf, &mut s, sink, |s, ctx| {
-                        s.poll(ctx, full)
-                    });
+                    Follower::run(&self.opts, &mut s, sink, |s, ctx| s.poll(ctx, full));
                 s.totals.add(&totals);
                 match polled {
                     Ok(p) => {
@@ -438,7 +432,7 @@ impl Follower {
             }
             let mut s = Stream::new(path.clone(), StartAt::Beginning);
             s.literal = literal;
-            let (r, totals) = Follower::run(&self.opts, &mut self.buf, &mut s, sink, |s, ctx| {
+            let (r, totals) = Follower::run(&self.opts, &mut s, sink, |s, ctx| {
                 s.start(&[], ctx).map(|()| Default::default())
             });
             if let Err(e) = r {

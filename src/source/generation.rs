@@ -18,14 +18,6 @@ use crate::format::LogFormat;
 const CHUNK: usize = 1 << 16;
 /// Bytes read before the file is checked to be still the same.
 const BATCH: usize = 8 << 20;
-
-/// The follower's read buffer, shared by every file it reads: filled in
-/// place (no copy, no allocation a read), grown only as far as reads fill
-/// it, at most [`BATCH`].
-#[derive(Default)]
-pub struct ReadBuf {
-    bytes: Vec<u8>,
-}
 /// A file taken up at its end is hashed up to there only when it is at most
 /// this long (longer, and its head and the bytes before the offset alone
 /// identify it).
@@ -206,27 +198,20 @@ impl Generation {
     pub fn read(
         &mut self,
         budget: u64,
-        buf: &mut ReadBuf,
         sink: &mut dyn LineSink,
         format: &LogFormat,
         name: &Arc<str>,
         max_line: usize,
     ) -> io::Result<Progress> {
         let mut total = 0u64;
+        let mut buf = vec![0u8; CHUNK];
         loop {
+            let mut data = Vec::new();
             let room = (budget.saturating_sub(total) as usize).clamp(CHUNK, BATCH);
-            let mut filled = 0;
-            while filled < room {
-                if filled == buf.bytes.len() {
-                    // Grown only while a read fills it: a live tail of small
-                    // appends keeps a small buffer.
-                    let more = (2 * filled).clamp(CHUNK, room);
-                    buf.bytes.resize(more, 0);
-                }
-                let end = buf.bytes.len().min(room);
+            while data.len() < room {
                 let n = match self
                     .file
-                    .read_at(&mut buf.bytes[filled..end], self.read_pos() + filled as u64)
+                    .read_at(&mut buf, self.read_pos() + data.len() as u64)
                 {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -235,9 +220,8 @@ impl Generation {
                 if n == 0 {
                     break;
                 }
-                filled += n;
+                data.extend_from_slice(&buf[..n]);
             }
-            let data = &buf.bytes[..filled];
             if data.is_empty() {
                 return Ok(Progress::Read {
                     bytes: total,
@@ -263,7 +247,7 @@ impl Generation {
             let counts = &mut self.counts;
             let consumed = self
                 .splitter
-                .feed(data, max_line, |p| counts.hand(p, sink, format, name));
+                .feed(&data, max_line, |p| counts.hand(p, sink, format, name));
             self.offset += consumed;
             self.size = self.size.max(self.read_pos());
             self.last_growth = Instant::now();

@@ -61,8 +61,6 @@ const NEWER_BEFORE_RELEASE: usize = 3;
 /// What the follower passes to every poll.
 pub struct Ctx<'a> {
     pub sink: &'a mut dyn LineSink,
-    /// The buffer every read goes through.
-    pub buf: &'a mut super::generation::ReadBuf,
     /// The format every stream reads with, when configured.
     pub configured: Option<&'a Arc<LogFormat>>,
     /// Key variables, for format detection.
@@ -846,7 +844,7 @@ impl Stream {
             };
             let meta = self.rotated[i].metadata()?;
             let progress = if self.rotated[i].intact(&meta)? {
-                self.rotated[i].read(budget, ctx.buf, ctx.sink, &f, &self.name, ctx.max_line)?
+                self.rotated[i].read(budget, ctx.sink, &f, &self.name, ctx.max_line)?
             } else {
                 Progress::Rewritten
             };
@@ -1088,7 +1086,7 @@ impl Stream {
                 return Ok(Polled::default());
             };
             let Some(g) = &mut self.active else { break };
-            match g.read(budget, ctx.buf, ctx.sink, &f, &self.name, ctx.max_line)? {
+            match g.read(budget, ctx.sink, &f, &self.name, ctx.max_line)? {
                 Progress::Read { bytes, more } => return Ok(Polled { bytes, more }),
                 Progress::Rewritten => self.truncated(ctx)?,
             }
@@ -1157,7 +1155,7 @@ impl Stream {
             for (copy, _, _) in &mut self.copies {
                 if copy.matches(&c)? {
                     copy.resume_from(&c)?;
-                    copy.read(u64::MAX, ctx.buf, ctx.sink, &f, &self.name, ctx.max_line)?;
+                    copy.read(u64::MAX, ctx.sink, &f, &self.name, ctx.max_line)?;
                     copy.finish(ctx.sink, &f, &self.name);
                     recovered = true;
                     break;
@@ -1183,7 +1181,7 @@ impl Stream {
                         && copy.matches(&c)?
                     {
                         copy.resume_from(&c)?;
-                        copy.read(u64::MAX, ctx.buf, ctx.sink, &f, &self.name, ctx.max_line)?;
+                        copy.read(u64::MAX, ctx.sink, &f, &self.name, ctx.max_line)?;
                         copy.finish(ctx.sink, &f, &self.name);
                         recovered = true;
                         break;

@@ -6,8 +6,11 @@
 //!                                                 └──▶ detectors ──▶ findings
 //! ```
 //!
-//! An [`Analyzer`] is one thread's worth of state; analyzers of consecutive
-//! chunks of input merge in order.
+//! An [`Analyzer`] is one thread's worth of state. On several threads, the
+//! analyzer of each piece of a file parses, finds keys and runs the plain
+//! detectors, and records for each line a [`Rows`] entry; the analyzer of
+//! the whole file takes the pieces in order, giving the rows to usage and
+//! (perhaps on another thread) to the ordered rules.
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 //! Reading finished inputs for `keywatch scan`, in order. A large regular
-//! file is cut at line boundaries into one chunk per thread; each chunk gets
-//! its own [`Analyzer`] and the analyzers merge in file order.
+//! file is cut at line boundaries into pieces read on several threads; each
+//! piece's lines reach usage and the ordered rules in file order (see
+//! `scan_parallel`), so the result is that of one thread.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};

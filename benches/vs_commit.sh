@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Times `keywatch scan` of this checkout against an earlier commit, in one
 # run on one generated log (best of three each), and prints the ratios and
-# peak memory. Usage: benches/vs_commit.sh REV [LINES]   (default 3000000)
+# peak memory; checks that both write the same JSON, on one thread and on
+# all cores (exit 1 if not). Usage: benches/vs_commit.sh REV [LINES]
+# (default 3000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rev=${1:?usage: benches/vs_commit.sh REV [LINES]}
@@ -27,4 +29,20 @@ for j in 1 0; do
   label=$([ "$j" = 1 ] && echo "1 thread" || echo "all cores")
   awk -v a="$a" -v b="$b" -v l="$label" -v r="$rev" 'BEGIN { printf "%-10s %s: %.3f s   this checkout: %.3f s   (%.2fx the time)\n", l, r, a/1000, b/1000, b/a }'
 done
+# The output must not change unless a change means it to: both binaries'
+# JSON on the same log, on one thread and on all cores, byte for byte.
+same=0
+for j in 1 0; do
+  args=(--timezone UTC scan --no-progress -o json -f "$fmt")
+  [ "$j" = 1 ] && args+=(-j 1)
+  "$base" "${args[@]}" "$log" > "$work/base.json"
+  target/release/keywatch "${args[@]}" "$log" > "$work/this.json"
+  if cmp -s "$work/base.json" "$work/this.json"; then
+    echo "output ($([ "$j" = 1 ] && echo "1 thread" || echo "all cores")): identical to $rev"
+  else
+    echo "output ($([ "$j" = 1 ] && echo "1 thread" || echo "all cores")): DIFFERS from $rev: $(cmp "$work/base.json" "$work/this.json" | head -1)"
+    same=1
+  fi
+done
 echo "peak memory, 1 thread: $rev $(( $(peak "$base" --timezone UTC scan --no-progress -o json -j 1 -f "$fmt" "$log") / 1024 )) MB, this checkout $(( $(peak target/release/keywatch --timezone UTC scan --no-progress -o json -j 1 -f "$fmt" "$log") / 1024 )) MB"
+exit $same

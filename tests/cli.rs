@@ -449,6 +449,24 @@ fn unknown_formats_are_said_and_counted() {
     );
 }
 
+/// `scan -o OUT -j THREADS` of `log`, which must succeed: its output.
+fn scan_on_threads(kw: &Kw, log: &std::path::Path, threads: &str, out: &str) -> String {
+    let o = kw.run(&[
+        "--timezone",
+        "UTC",
+        "scan",
+        "-o",
+        out,
+        "-j",
+        threads,
+        "-f",
+        TEST_FORMAT,
+        log.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+}
+
 #[test]
 fn large_files_scan_the_same_on_one_thread_and_many() {
     let kw = Kw::new();
@@ -486,24 +504,8 @@ fn large_files_scan_the_same_on_one_thread_and_many() {
         i += 1;
     }
     let log = kw.write("big.log", &text);
-    let run = |threads: &str| {
-        let o = kw.run(&[
-            "--timezone",
-            "UTC",
-            "scan",
-            "-o",
-            "json",
-            "-j",
-            threads,
-            "-f",
-            TEST_FORMAT,
-            log.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        stdout(&o)
-    };
-    let one = run("1");
-    let four = run("4");
+    let one = scan_on_threads(&kw, &log, "1", "json");
+    let four = scan_on_threads(&kw, &log, "4", "json");
     assert_eq!(one, four);
     let totals = json_lines(&one).pop().unwrap();
     assert!(totals["skipped"].as_u64().unwrap() >= 1);
@@ -548,24 +550,11 @@ fn a_flood_past_the_key_cap_scans_the_same_on_one_thread_and_two() {
     }
     assert!(text.len() > 9 << 20, "more than one piece of 8 MiB");
     let log = kw.write("flood.log", &text);
-    let run = |threads: &str, out: &str| {
-        let o = kw.run(&[
-            "--timezone",
-            "UTC",
-            "scan",
-            "-o",
-            out,
-            "-j",
-            threads,
-            "-f",
-            TEST_FORMAT,
-            log.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        stdout(&o)
-    };
     for out in ["json", "text"] {
-        let (one, two) = (run("1", out), run("2", out));
+        let (one, two) = (
+            scan_on_threads(&kw, &log, "1", out),
+            scan_on_threads(&kw, &log, "2", out),
+        );
         // The first line that differs, not megabytes of output.
         let differ = one.lines().zip(two.lines()).position(|(a, b)| a != b);
         assert_eq!(differ, None, "-o {out}: line {differ:?} differs");

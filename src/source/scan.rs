@@ -219,7 +219,10 @@ fn scan_parallel<'e>(
     let starts = chunk_starts(&file, size, &cuts(size, opts.threads as u64))?;
     let next = AtomicUsize::new(0);
     let merged_upto = AtomicUsize::new(0);
-    let ahead = opts.threads;
+    // How many pieces workers may read ahead of the merge: one each kept
+    // them waiting on the merge and the rules (0.59 of one thread's time on
+    // two cores, against 0.48 with two each; four gained nothing more).
+    let ahead = opts.threads * 2;
     let ordered = merged.take_ordered();
     let has_ordered = ordered.is_some();
     let spare = std::sync::Mutex::new(Vec::<crate::pipeline::Rows>::new());

@@ -37,10 +37,11 @@ for j in 1 0; do
   [ "$j" = 1 ] && args+=(-j 1)
   "$base" "${args[@]}" "$log" > "$work/base.json"
   target/release/keywatch "${args[@]}" "$log" > "$work/this.json"
+  label=$([ "$j" = 1 ] && echo "1 thread" || echo "all cores")
   if cmp -s "$work/base.json" "$work/this.json"; then
-    echo "output ($([ "$j" = 1 ] && echo "1 thread" || echo "all cores")): identical to $rev"
+    echo "output ($label): identical to $rev"
   else
-    echo "output ($([ "$j" = 1 ] && echo "1 thread" || echo "all cores")): DIFFERS from $rev: $(cmp "$work/base.json" "$work/this.json" | head -1)"
+    echo "output ($label): DIFFERS from $rev: $(cmp "$work/base.json" "$work/this.json" | head -1)"
     same=1
   fi
 done

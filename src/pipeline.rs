@@ -426,34 +426,14 @@ impl<'e> Analyzer<'e> {
         }
     }
 
-    /// Folds in the analyzer of the input that follows this one.
-    pub fn merge(&mut self, other: Analyzer<'_>) {
-        if let (Some(rows), Some(o)) = (self.merge_piece(other), &mut self.ordered) {
-            rows.replay(o);
-        }
-    }
-
-    /// Folds in the analyzer of the input that follows this one, but for
-    /// the ordered rules: usage takes a piece's rows here, and they are
-    /// given back for the ordered rules to take next ([`Rows::replay`],
-    /// perhaps on another thread, as [`Analyzer::take_ordered`] allows).
-    pub fn merge_piece(&mut self, other: Analyzer<'_>) -> Option<Rows> {
-        let rows = other.rows.and_then(|theirs| match &mut self.rows {
-            Some(mine) => {
-                let base = mine.endpoints.len();
-                mine.endpoints.push_str(&theirs.endpoints);
-                mine.rows.extend(theirs.rows.into_iter().map(|r| Row {
-                    endpoint_end: base + r.endpoint_end,
-                    ..r
-                }));
-                None
-            }
-            None => {
-                theirs.each(|row, endpoint| row.to_usage(&mut self.usage, endpoint));
-                Some(theirs)
-            }
-        });
-        self.usage.merge(&other.usage);
+    /// Folds in the piece of a parallel scan ([`Analyzer::recording`])
+    /// that follows what this analyzer read: usage takes the piece's rows
+    /// here, and they are given back for the ordered rules to take next
+    /// ([`Rows::replay`], on another thread, as [`Analyzer::take_ordered`]
+    /// allows).
+    pub fn merge_piece(&mut self, other: Analyzer<'_>) -> Rows {
+        let rows = other.rows.unwrap_or_default();
+        rows.each(|row, endpoint| row.to_usage(&mut self.usage, endpoint));
         self.detectors.merge(other.detectors);
         self.totals.add(&other.totals);
         let room = SKIPPED_KEPT.saturating_sub(self.skipped.len());

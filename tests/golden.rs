@@ -53,6 +53,17 @@ fn the_sample_day_reads_the_same_in_every_format() {
             outputs[0] == outputs[1],
             "{format}: one thread and two differ"
         );
+        // No demo key shows, not even 12 characters of one.
+        let text = String::from_utf8_lossy(&outputs[0]);
+        for k in &keys {
+            for piece in k.as_bytes().windows(12) {
+                let piece = std::str::from_utf8(piece).unwrap();
+                assert!(
+                    !text.contains(piece),
+                    "{format}: {piece} of a demo key shows"
+                );
+            }
+        }
         let path = dir.join(file);
         if bless {
             std::fs::write(&path, &outputs[0]).unwrap();

@@ -174,17 +174,20 @@ fn cuts(size: u64, threads: u64) -> Vec<u64> {
         edge.push(p);
         p *= 2;
     }
+    // `n` near-equal parts of `len` bytes.
+    let even = |len: u64, n: u64| (0..n).map(move |k| len * (k + 1) / n - len * k / n);
     let edges: u64 = edge.iter().sum();
-    let mut sizes = edge.clone();
-    if size > 2 * edges {
+    let sizes: Vec<u64> = if size > 2 * edges {
         let middle = size - 2 * edges;
-        let n = middle.div_ceil(piece);
-        sizes.extend((0..n).map(|k| middle * (k + 1) / n - middle * k / n));
-        sizes.extend(edge.iter().rev());
+        let middle = even(middle, middle.div_ceil(piece));
+        edge.iter()
+            .copied()
+            .chain(middle)
+            .chain(edge.iter().rev().copied())
+            .collect()
     } else {
-        let n = threads.max(1).max(size.div_ceil(piece));
-        sizes = (0..n).map(|k| size * (k + 1) / n - size * k / n).collect();
-    }
+        even(size, threads.max(1).max(size.div_ceil(piece))).collect()
+    };
     let mut at = 0;
     let mut cuts = Vec::with_capacity(sizes.len());
     for s in &sizes[..sizes.len() - 1] {
@@ -316,9 +319,12 @@ fn scan_parallel<'e>(
                 for s in &mut piece.skipped {
                     s.line += before;
                 }
-                if let Some(rows) = merged.merge_piece(piece).filter(|_| has_ordered) {
+                let rows = merged.merge_piece(piece);
+                if has_ordered {
                     // Only fails if the rules' thread panicked: join says so.
                     let _ = rows_tx.send(rows);
+                } else if let Ok(mut spare) = spare.lock() {
+                    spare.push(rows);
                 }
                 want += 1;
                 merged_upto.store(want, Ordering::SeqCst);

@@ -1,7 +1,7 @@
 //! Usage per key and per day: what the daily summary is made of.
 //!
-//! Every structure here merges exactly (threads of a scan each aggregate a
-//! chunk, then merge) and stays bounded: distinct clients turn into a sketch
+//! A key's day merges exactly (each commit of `watch` adds its counts to the
+//! stored day; reports add up days) and stays bounded: distinct clients turn into a sketch
 //! past a limit, latencies live in a log-bucket histogram.
 
 pub mod clients;
@@ -291,29 +291,6 @@ impl Usage {
             name: k.name,
         });
         self.forget_labels(evicted);
-    }
-
-    pub fn merge(&mut self, other: &Usage) {
-        let mut forgotten = Vec::new();
-        for (day, theirs) in &other.days {
-            let mine = self.days.entry(*day).or_default();
-            for (id, u) in &theirs.keys {
-                if mine.keys.len() >= MAX_KEYS_PER_DAY && !mine.keys.contains_key(id) {
-                    let evicted = mine.evict_lightest();
-                    forgotten.extend(evicted);
-                }
-                mine.keys.entry(*id).or_default().merge(u);
-            }
-            mine.keyless.merge(&theirs.keyless);
-            mine.other.merge(&theirs.other);
-            mine.other_keys.merge(&theirs.other_keys);
-        }
-        for (id, l) in &other.labels {
-            if self.days.values().any(|d| d.keys.contains_key(id)) {
-                self.labels.entry(*id).or_insert(*l);
-            }
-        }
-        self.forget_labels(forgotten);
     }
 
     /// Drops the labels of keys no day holds one by one any more.
